@@ -1,0 +1,61 @@
+"""seqkit: recurrent sequence models on PyTorch, assembled from plugins by TOML recipes."""
+
+from seqkit.context import BuildContext
+from seqkit.errors import (
+    CheckpointError,
+    DataError,
+    PluginError,
+    RecipeError,
+    SeqkitError,
+    TrainingError,
+)
+from seqkit.generation import generate_text
+from seqkit.hookspecs import hookimpl
+from seqkit.interfaces import (
+    DataSource,
+    Decoder,
+    DecoderOutput,
+    Encoder,
+    EncoderOutput,
+    EvalResult,
+    Example,
+    Generation,
+    Metric,
+    Sampler,
+    Splits,
+    StepModel,
+    Tokenizer,
+)
+from seqkit.model import SequenceModel
+from seqkit.task import Task
+from seqkit.vocab import Vocabulary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BuildContext",
+    "CheckpointError",
+    "DataError",
+    "DataSource",
+    "Decoder",
+    "DecoderOutput",
+    "Encoder",
+    "EncoderOutput",
+    "EvalResult",
+    "Example",
+    "Generation",
+    "Metric",
+    "PluginError",
+    "RecipeError",
+    "Sampler",
+    "SeqkitError",
+    "SequenceModel",
+    "Splits",
+    "StepModel",
+    "Task",
+    "Tokenizer",
+    "TrainingError",
+    "Vocabulary",
+    "generate_text",
+    "hookimpl",
+]

@@ -1,0 +1,5 @@
+"""Allow `python -m seqkit`."""
+
+from seqkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""What a component may need when it is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqkit.vocab import Vocabulary
+
+
+@dataclass
+class BuildContext:
+    """Passed to every component class as `cls(options, context)`.
+
+    base_dir: the recipe's folder; relative paths in options resolve against it.
+    vocab: the target vocabulary, once it exists (None while data loads).
+    source_vocab: the source vocabulary for models with a token encoder.
+    encoder_size: the width H of the encoder's summary and memory, if any.
+    """
+
+    base_dir: Path
+    recipe_file: str | None = None
+    vocab: Vocabulary | None = None
+    source_vocab: Vocabulary | None = None
+    encoder_size: int | None = None

@@ -1,0 +1,220 @@
+"""A run: build a recipe's components, train, evaluate and write the run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit import plots
+from seqkit.checkpoint import load_checkpoint
+from seqkit.context import BuildContext
+from seqkit.errors import RecipeError, SeqkitError
+from seqkit.interfaces import Sampler, Tokenizer
+from seqkit.model import SequenceModel
+from seqkit.recipe import Recipe, read_recipe, validate_recipe
+from seqkit.registry import Registry, create_registry
+from seqkit.task import Task
+from seqkit.tomlwriter import dumps
+from seqkit.training import BEST, LAST, Trainer, resolve_device
+from seqkit.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[Recipe, Registry]:
+    """Read, extend, override and validate a recipe; load the plugins it names."""
+    path = Path(path)
+    table = read_recipe(path, overrides)
+    plugins = table.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise RecipeError("expected a list of module names or .py paths", str(path), "plugins")
+    registry = create_registry(plugins, path.parent)
+    recipe = validate_recipe(table, registry, str(path), path.parent)
+    return recipe, registry
+
+
+@dataclass
+class Built:
+    """The components of a recipe, ready to train or to generate."""
+
+    recipe: Recipe
+    registry: Registry
+    tokenizer: Tokenizer
+    vocabularies: dict[str, Vocabulary]
+    task: Task
+    model: SequenceModel
+    sampler: Sampler
+
+
+def build(
+    recipe: Recipe,
+    registry: Registry,
+    vocabularies: dict[str, Vocabulary] | None = None,
+    load_data: bool = True,
+) -> Built:
+    """Build tokenizer, task, model and sampler; load the data when `load_data`.
+
+    Without `vocabularies` they are built from the training split. A run
+    loaded from a checkpoint passes the stored ones and never rebuilds them.
+    """
+    context = BuildContext(base_dir=recipe.base_dir, recipe_file=recipe.file)
+    tokenizer = recipe.tokenizer.cls(recipe.tokenizer.options, context)
+    data = recipe.data.cls(recipe.data.options, context)
+    task_cls = registry.get("task", data.task)
+
+    # data
+    splits = None
+    if load_data:
+        splits = data.load()
+        log.info(
+            "data %s: %d train, %d valid, %d test examples",
+            recipe.data.plugin,
+            len(splits.train),
+            len(splits.valid),
+            len(splits.test),
+        )
+    if vocabularies is None:
+        if splits is None:
+            raise SeqkitError("building vocabularies needs the training data")
+        vocabularies = task_cls.build_vocabularies(splits, tokenizer)
+    for name, vocab in vocabularies.items():
+        log.info("%s vocabulary: %d tokens", name, len(vocab))
+
+    # model
+    context.vocab = vocabularies["target"]
+    context.source_vocab = vocabularies.get("source")
+    encoder = None
+    if recipe.encoder is not None:
+        encoder = recipe.encoder.cls(recipe.encoder.options, context)
+        context.encoder_size = encoder.output_size
+    decoder = recipe.decoder.cls(recipe.decoder.options, context)
+    model = SequenceModel(encoder, decoder)
+    sampler = recipe.sampler.cls(recipe.sampler.options, context)
+
+    task = task_cls(tokenizer, vocabularies, recipe)
+    if splits is not None:
+        task.prepare(splits)
+    return Built(recipe, registry, tokenizer, vocabularies, task, model, sampler)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's random generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(
+    recipe: Recipe,
+    registry: Registry,
+    run_dir: str | Path,
+    resume: bool = False,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    """Train a recipe into `run_dir`, evaluate on the test split, write outputs.
+
+    Returns the metrics written to metrics.json. `stop_at` ends training
+    after that many steps without the final evaluation, as an interruption
+    would; a later call with `resume=True` continues from there.
+    """
+    run_dir = Path(run_dir)
+    options = recipe.train
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    seed_everything(options.seed)
+    device = resolve_device(options.device)
+
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir / LAST)
+        _check_same_model(checkpoint["recipe"], recipe.to_table(), run_dir / LAST)
+    vocabularies = _vocabularies(checkpoint) if checkpoint else None
+    built = build(recipe, registry, vocabularies)
+    built.model.to(device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.toml").write_text(dumps(recipe.to_table()), encoding="utf-8")
+    parameters = sum(p.numel() for p in built.model.parameters())
+    log.info("model: %s parameters", f"{parameters:,}")
+
+    extra = {
+        "vocabularies": {name: v.to_list() for name, v in built.vocabularies.items()},
+        "recipe": recipe.to_table(),
+        "base_dir": str(recipe.base_dir.resolve()),
+    }
+    trainer = Trainer(built.model, built.task, options, run_dir, extra)
+    if resume:
+        trainer.restore(run_dir / LAST)
+    state = trainer.fit(stop_at=stop_at)
+    plots.plot_loss(state.history, run_dir / "loss.png")
+    if stop_at is not None and state.step < trainer.total_steps:
+        return {}
+
+    # evaluate the best weights
+    best = load_checkpoint(run_dir / BEST, map_location=device)
+    built.model.load_state_dict(best["model"])
+    metrics = evaluate_built(built, best["train_state"]["best_loss"])
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log.info("test metrics: %s", json.dumps(metrics))
+    write_samples(built, run_dir / "samples.txt")
+    return metrics
+
+
+def evaluate_built(built: Built, val_loss: float | None = None) -> dict[str, Any]:
+    """Evaluate on the validation and test splits with the recipe's metrics."""
+    recipe, task = built.recipe, built.task
+    names = recipe.evaluate.metrics or task.default_metrics.get(built.tokenizer.level, [])
+    metrics_by_name = [(name, built.registry.get("metric", name)) for name in names]
+    context = BuildContext(base_dir=recipe.base_dir, vocab=built.vocabularies["target"])
+    result: dict[str, Any] = {}
+    if val_loss is None or not math.isfinite(val_loss):
+        val_loss = task.evaluate(built.model, "valid").loss
+    result["val_loss"] = val_loss
+    test = task.evaluate(built.model, "test")
+    result["test_loss"] = test.loss
+    for _, cls in metrics_by_name:
+        for key, value in cls(None, context).compute(test).items():
+            result[f"test_{key}"] = value
+    return result
+
+
+def write_samples(built: Built, path: Path) -> None:
+    """Write the task's samples, separated by blank lines, to `path`."""
+    generator = torch.Generator().manual_seed(built.recipe.train.seed)
+    texts = built.task.samples(built.model, built.sampler, generator)
+    path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+
+
+def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
+    """Rebuild a trained run from its folder, with its stored vocabularies."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SeqkitError(f"run folder not found: {run_dir}; pass the --out folder of `seqkit run`")
+    checkpoint = load_checkpoint(run_dir / BEST)
+    table = checkpoint["recipe"]
+    base_dir = Path(checkpoint.get("base_dir", run_dir))
+    registry = create_registry(table.get("plugins", []), run_dir)
+    recipe = validate_recipe(table, registry, str(run_dir / "recipe.toml"), base_dir)
+    built = build(recipe, registry, _vocabularies(checkpoint), load_data=load_data)
+    built.model.load_state_dict(checkpoint["model"])
+    built.model.eval()
+    return built
+
+
+def _vocabularies(checkpoint: dict) -> dict[str, Vocabulary]:
+    return {name: Vocabulary(tokens) for name, tokens in checkpoint["vocabularies"].items()}
+
+
+def _check_same_model(stored: dict, current: dict, path: Path) -> None:
+    for section in ("data", "tokenizer", "encoder", "decoder"):
+        if stored.get(section) != current.get(section):
+            raise RecipeError(
+                f"section [{section}] differs from the one stored in {path}; resuming "
+                "needs the same data, tokenizer and model. Start a new run with --out",
+                key=section,
+            )

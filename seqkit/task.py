@@ -1,0 +1,67 @@
+"""The task interface: how one RNN pattern batches, scores and samples data."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from seqkit.interfaces import EvalResult, Sampler, Splits, Tokenizer
+from seqkit.model import SequenceModel
+from seqkit.vocab import Vocabulary
+
+# A batch is a dict of tensors; the task that made it is the one that reads it.
+Batch = dict[str, Tensor]
+
+
+class Task(ABC):
+    """Turns examples into batches, computes the training loss and evaluates.
+
+    A task is built as `cls(tokenizer, vocabularies, recipe)` once the
+    vocabularies exist, then `prepare(splits)` encodes the data.
+    `vocabularies` maps "target" (and "source" for tasks with a token encoder)
+    to a `Vocabulary`.
+    """
+
+    # Metric plugins used when `[evaluate] metrics` is empty, by tokenizer level.
+    default_metrics: ClassVar[dict[str, list[str]]] = {}
+
+    def __init__(self, tokenizer: Tokenizer, vocabularies: dict[str, Vocabulary], recipe: Any):
+        self.tokenizer = tokenizer
+        self.vocabularies = vocabularies
+        self.recipe = recipe
+
+    @classmethod
+    @abstractmethod
+    def build_vocabularies(cls, splits: Splits, tokenizer: Tokenizer) -> dict[str, Vocabulary]:
+        """Build the vocabularies from the training split only."""
+
+    @abstractmethod
+    def prepare(self, splits: Splits) -> None:
+        """Encode the splits into tensors, once, before training."""
+
+    @abstractmethod
+    def steps_per_epoch(self) -> int:
+        """Return the number of training batches in one epoch."""
+
+    @abstractmethod
+    def train_batch(self, epoch: int, index: int) -> Batch:
+        """Return batch `index` of `epoch`, the same for the same seed on every run."""
+
+    @abstractmethod
+    def loss(self, model: SequenceModel, batch: Batch) -> tuple[Tensor, int]:
+        """Return the mean loss over the batch's target tokens and their count."""
+
+    @abstractmethod
+    def evaluate(
+        self, model: SequenceModel, split: str, max_batches: int | None = None
+    ) -> EvalResult:
+        """Measure the model on `split` ("valid" or "test")."""
+
+    @abstractmethod
+    def samples(
+        self, model: SequenceModel, sampler: Sampler, generator: torch.Generator
+    ) -> list[str]:
+        """Produce a few outputs for samples.txt."""

@@ -1,0 +1,274 @@
+"""The training loop: optimizer, schedule, validation, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit.checkpoint import load_checkpoint, save_checkpoint
+from seqkit.errors import RecipeError, TrainingError
+from seqkit.model import SequenceModel
+from seqkit.recipe import TrainOptions
+from seqkit.task import Task
+
+log = logging.getLogger(__name__)
+
+BEST = "checkpoint.pt"
+LAST = "last.pt"
+
+
+@dataclass
+class TrainState:
+    """Counters that a checkpoint stores next to the weights."""
+
+    step: int = 0
+    best_loss: float = math.inf
+    best_step: int = 0
+    stale_evaluations: int = 0
+    history: dict[str, list[float]] = field(
+        default_factory=lambda: {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": []}
+    )
+
+
+def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    """Create the optimizer named by `train.optimizer`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if options.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+    if options.optimizer == "adam":
+        return torch.optim.Adam(params, lr=options.lr)
+    return torch.optim.SGD(params, lr=options.lr, momentum=0.9, weight_decay=options.weight_decay)
+
+
+def lr_factor(step: int, total: int, options: TrainOptions) -> float:
+    """Return the learning-rate multiplier for `step` of `total`: warm-up, then decay."""
+    if step < options.warmup_steps:
+        return (step + 1) / options.warmup_steps
+    if options.schedule == "constant":
+        return 1.0
+    span = max(1, total - options.warmup_steps)
+    progress = min(1.0, (step - options.warmup_steps) / span)
+    if options.schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn `train.device` into a torch device, checking that CUDA is present."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(
+            'device "cuda" requested but torch finds no CUDA device; use "cpu" or "auto"',
+            key="train.device",
+        )
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains `model` on `task` and keeps the best and last checkpoints in `run_dir`.
+
+    `extra` is stored in every checkpoint (vocabularies, the resolved recipe).
+    """
+
+    def __init__(
+        self,
+        model: SequenceModel,
+        task: Task,
+        options: TrainOptions,
+        run_dir: Path,
+        extra: dict[str, Any],
+    ):
+        self.model = model
+        self.task = task
+        self.options = options
+        self.run_dir = Path(run_dir)
+        self.extra = extra
+        self.device = next(model.parameters()).device
+        self.optimizer = build_optimizer(model, options)
+        self.total_steps = options.epochs * task.steps_per_epoch()
+        if options.max_steps is not None:
+            self.total_steps = min(self.total_steps, options.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, self.total_steps, options)
+        )
+        self.state = TrainState()
+
+    # ------------------------------------------------------------ checkpoints
+
+    def payload(self) -> dict[str, Any]:
+        """Return everything needed to continue training exactly."""
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            **self.extra,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "train_state": {
+                "step": self.state.step,
+                "best_loss": self.state.best_loss,
+                "best_step": self.state.best_step,
+                "stale_evaluations": self.state.stale_evaluations,
+                "history": self.state.history,
+            },
+        }
+
+    def restore(self, path: Path) -> None:
+        """Load model, optimizer, scheduler, RNG and counters from `path`."""
+        payload = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["rng"]["torch"].cpu())
+        if "cuda" in payload["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
+        counters = payload["train_state"]
+        self.state = TrainState(
+            step=counters["step"],
+            best_loss=counters["best_loss"],
+            best_step=counters["best_step"],
+            stale_evaluations=counters["stale_evaluations"],
+            history={k: list(v) for k, v in counters["history"].items()},
+        )
+        log.info("resumed from %s at step %d", path, self.state.step)
+
+    # ------------------------------------------------------------ loop
+
+    def fit(self, stop_at: int | None = None, on_step: Callable[[int], None] | None = None) -> TrainState:
+        """Train until `total_steps`, early stopping or `stop_at`, whichever is first.
+
+        Returns the counters; the best weights are in `run_dir/checkpoint.pt`
+        and the latest in `run_dir/last.pt`.
+        """
+        options = self.options
+        steps_per_epoch = self.task.steps_per_epoch()
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        eval_every = options.eval_every or steps_per_epoch
+        progress = _Progress(end) if sys.stderr.isatty() else None
+        log.info(
+            "training for %d steps (%d per epoch, batch %d) on %s",
+            self.total_steps,
+            steps_per_epoch,
+            options.batch_size,
+            self.device,
+        )
+        window_tokens, window_start = 0, time.perf_counter()
+        while self.state.step < end:
+            step = self.state.step
+            epoch, index = divmod(step, steps_per_epoch)
+            self.model.train()
+
+            # forward
+            batch = {k: v.to(self.device) for k, v in self.task.train_batch(epoch, index).items()}
+            loss, tokens = self.task.loss(self.model, batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"training loss became {loss.item()} at step {step + 1}; training "
+                    f"stopped and {self.run_dir / BEST} keeps the best weights. Lower "
+                    "train.lr or set train.clip"
+                )
+
+            # backward, clip, step
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if options.clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), options.clip)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state.step = step + 1
+
+            # log
+            loss_value = loss.item()
+            self.state.history["step"].append(self.state.step)
+            self.state.history["loss"].append(loss_value)
+            self.state.history["lr"].append(lr)
+            window_tokens += tokens
+            if progress is not None:
+                progress.update(self.state.step, loss_value)
+            if self.state.step % options.log_every == 0 or self.state.step == end:
+                elapsed = time.perf_counter() - window_start
+                log.info(
+                    "step %d/%d | epoch %d | loss %.4f | %.0f tokens/s | lr %.3e",
+                    self.state.step,
+                    self.total_steps,
+                    epoch + 1,
+                    loss_value,
+                    window_tokens / max(elapsed, 1e-9),
+                    lr,
+                )
+                window_tokens, window_start = 0, time.perf_counter()
+            if on_step is not None:
+                on_step(self.state.step)
+
+            # validate and checkpoint
+            finished = self.state.step == self.total_steps
+            if self.state.step % eval_every == 0 or finished:
+                if self._validate():
+                    break
+        if progress is not None:
+            progress.close()
+        save_checkpoint(self.payload(), self.run_dir / LAST)
+        if not (self.run_dir / BEST).exists():
+            save_checkpoint(self.payload(), self.run_dir / BEST)
+        return self.state
+
+    def _validate(self) -> bool:
+        """Validate, save checkpoints, and return True when early stopping fires."""
+        result = self.task.evaluate(self.model, "valid", self.options.eval_batches)
+        self.state.history["val_step"].append(self.state.step)
+        self.state.history["val_loss"].append(result.loss)
+        improved = result.loss < self.state.best_loss
+        if improved:
+            self.state.best_loss = result.loss
+            self.state.best_step = self.state.step
+            self.state.stale_evaluations = 0
+        else:
+            self.state.stale_evaluations += 1
+        log.info(
+            "validation at step %d | val_loss %.4f | best %.4f at step %d",
+            self.state.step,
+            result.loss,
+            self.state.best_loss,
+            self.state.best_step,
+        )
+        payload = self.payload()
+        if improved:
+            save_checkpoint(payload, self.run_dir / BEST)
+        save_checkpoint(payload, self.run_dir / LAST)
+        patience = self.options.patience
+        if patience is not None and self.state.stale_evaluations >= patience:
+            log.info("early stopping: no improvement in %d validations", patience)
+            return True
+        return False
+
+
+class _Progress:
+    """A one-line progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, total: int):
+        self.total = max(total, 1)
+        self.start = time.perf_counter()
+
+    def update(self, step: int, loss: float) -> None:
+        width = 30
+        done = int(width * step / self.total)
+        elapsed = time.perf_counter() - self.start
+        bar = "#" * done + "-" * (width - done)
+        sys.stderr.write(f"\r[{bar}] {step}/{self.total} loss {loss:.4f} {elapsed:.0f}s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
