@@ -82,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    # On a terminal, start each log line by erasing the progress bar's line.
+    prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+    handler.setFormatter(
+        logging.Formatter(prefix + "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    )
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False

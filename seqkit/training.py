@@ -217,6 +217,8 @@ class Trainer:
             if self.state.step % eval_every == 0 or finished:
                 if self._validate():
                     break
+                # keep validation time out of the next tokens/s figure
+                window_start = time.perf_counter()
         if progress is not None:
             progress.close()
         save_checkpoint(self.payload(), self.run_dir / LAST)
