@@ -1,4 +1,4 @@
-"""seqkit: recurrent sequence models on PyTorch, assembled from plugins by TOML recipes."""
+"""seqkit: recurrent sequence models on PyTorch, assembled by TOML recipes."""
 
 from seqkit.context import BuildContext
 from seqkit.errors import (

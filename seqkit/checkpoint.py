@@ -21,7 +21,9 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save({"format": FORMAT, **payload}, file)
@@ -33,7 +35,9 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read a checkpoint with `weights_only=True`, so no code in it runs.
 
     Raises `CheckpointError` naming the path for a missing, truncated or

@@ -39,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="seqkit", description="Recurrent sequence models assembled from TOML recipes."
+        prog="seqkit",
+        description="Recurrent sequence models assembled from TOML recipes.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug messages"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train, evaluate and save a run")
@@ -54,28 +57,50 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe value, such as train.lr=0.001 (repeatable)",
     )
-    run.add_argument("--out", type=Path, help="run folder (default: runs/<recipe stem>)")
-    run.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    run.add_argument(
+        "--out", type=Path, help="run folder (default: runs/<recipe stem>)"
+    )
+    run.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last.pt"
+    )
     run.set_defaults(handler=_run)
 
     generate = commands.add_parser("generate", help="generate text from a trained run")
     generate.add_argument("run_dir", type=Path)
-    generate.add_argument("--prompt", default="", help="text to continue (default: start a new text)")
-    generate.add_argument("--max-new-tokens", type=int, default=300, help="tokens to add")
-    generate.add_argument("--temperature", type=float, help="0 is greedy; above 1 is more random")
-    generate.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
-    generate.add_argument("--top-p", type=float, help="sample from this much probability mass, in (0, 1]")
-    generate.add_argument("--repetition-penalty", type=float, help="1 is off; above 1 repeats less")
-    generate.add_argument("--num-samples", type=int, default=1, help="texts to draw, as one batch")
+    generate.add_argument(
+        "--prompt", default="", help="text to continue (default: start a new text)"
+    )
+    generate.add_argument(
+        "--max-new-tokens", type=int, default=300, help="tokens to add"
+    )
+    generate.add_argument(
+        "--temperature", type=float, help="0 is greedy; above 1 is more random"
+    )
+    generate.add_argument(
+        "--top-k", type=int, help="sample from the k most likely tokens"
+    )
+    generate.add_argument(
+        "--top-p", type=float, help="sample from this much probability mass, in (0, 1]"
+    )
+    generate.add_argument(
+        "--repetition-penalty", type=float, help="1 is off; above 1 repeats less"
+    )
+    generate.add_argument(
+        "--num-samples", type=int, default=1, help="texts to draw, as one batch"
+    )
     generate.add_argument("--seed", type=int, default=0, help="seed for sampling")
     generate.set_defaults(handler=_generate)
 
-    evaluate = commands.add_parser("evaluate", help="print a run's test metrics as JSON")
+    evaluate = commands.add_parser(
+        "evaluate", help="print a run's test metrics as JSON"
+    )
     evaluate.add_argument("run_dir", type=Path)
     evaluate.set_defaults(handler=_evaluate)
 
     plugins = commands.add_parser("plugins", help="list registered components by kind")
-    plugins.add_argument("--verbose", action="store_true", help="show options with types and defaults")
+    plugins.add_argument(
+        "--verbose", action="store_true", help="show options with types and defaults"
+    )
     plugins.set_defaults(handler=_plugins)
     return parser
 
@@ -99,7 +124,9 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = args.out or Path("runs") / args.recipe.stem
     run_dir.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
     log.addHandler(file_handler)
     try:
         metrics = train(recipe, registry, run_dir, resume=args.resume)
@@ -135,21 +162,27 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _check_generate_args(args: argparse.Namespace) -> None:
     if args.temperature is not None and args.temperature < 0:
-        raise SeqkitError(f"--temperature must be 0 (greedy) or positive, got {args.temperature}")
+        raise SeqkitError(
+            f"--temperature must be 0 (greedy) or positive, got {args.temperature}"
+        )
     if args.top_k is not None and args.top_k < 1:
         raise SeqkitError(f"--top-k must be at least 1, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise SeqkitError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.repetition_penalty is not None and args.repetition_penalty < 1:
-        raise SeqkitError(f"--repetition-penalty must be at least 1, got {args.repetition_penalty}")
+        raise SeqkitError(
+            f"--repetition-penalty must be at least 1, got {args.repetition_penalty}"
+        )
     if args.max_new_tokens < 1:
-        raise SeqkitError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+        raise SeqkitError(
+            f"--max-new-tokens must be at least 1, got {args.max_new_tokens}"
+        )
     if args.num_samples < 1:
         raise SeqkitError(f"--num-samples must be at least 1, got {args.num_samples}")
 
 
 def _sampler_for(built, args: argparse.Namespace):
-    """Return the recipe's sampler, or the `sample` sampler when flags ask for sampling."""
+    """Return the recipe's sampler, or `sample` when the flags ask for sampling."""
     from seqkit import schema
     from seqkit.context import BuildContext
 
@@ -170,7 +203,9 @@ def _sampler_for(built, args: argparse.Namespace):
         name, table = "sample", {}
     cls = built.registry.get("sampler", name)
     try:
-        options = schema.validate(cls.Options, {**table, **flags}, "sampler", "command line")
+        options = schema.validate(
+            cls.Options, {**table, **flags}, "sampler", "command line"
+        )
     except RecipeError as error:
         raise SeqkitError(str(error)) from None
     return cls(options, BuildContext(base_dir=built.recipe.base_dir))
@@ -193,9 +228,14 @@ def _plugins(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         for name in registry.names(kind):
             cls = registry.components[kind][name][0]
-            print(f"  {name:<16} {registry.provider(kind, name)} ({cls.__module__}.{cls.__qualname__})")
+            print(
+                f"  {name:<16} {registry.provider(kind, name)} "
+                f"({cls.__module__}.{cls.__qualname__})"
+            )
             if args.verbose:
-                for option, type_name, default, help_text in schema.describe(cls.Options):
+                for option, type_name, default, help_text in schema.describe(
+                    cls.Options
+                ):
                     suffix = f"  {help_text}" if help_text else ""
                     print(f"      {option}: {type_name} = {default!r}{suffix}")
     return 0

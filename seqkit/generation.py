@@ -50,6 +50,13 @@ def generate_text(
 
     # generate: the sampler feeds the last prompt token, then its own tokens
     result = sampler.generate(
-        StepModel(model.decoder), state, prefix[:, -1], max_new_tokens, vocab.eos_id, generator
+        StepModel(model.decoder),
+        state,
+        prefix[:, -1],
+        max_new_tokens,
+        vocab.eos_id,
+        generator,
     )
-    return [tokenizer.detokenize(prompt_tokens + vocab.decode(row)) for row in result.tokens]
+    return [
+        tokenizer.detokenize(prompt_tokens + vocab.decode(row)) for row in result.tokens
+    ]

@@ -33,7 +33,7 @@ State = Any
 
 @dataclass
 class EncoderOutput:
-    """What an encoder hands to a decoder.
+    """The encoder result passed to a decoder.
 
     memory: (B, S, H) per-step features for attention, or None.
     mask: (B, S) bool, True at real (non-pad) source steps, or None.
@@ -70,7 +70,7 @@ class Encoder(nn.Module, ABC):
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """Encode `source`: (B, S) token ids or (B, C, H, W) images.
 
-        `lengths` (B,) holds the real length of each token sequence, on the CPU.
+        `lengths` (B,) contains the real length of each token sequence, on the CPU.
         """
 
 
@@ -142,7 +142,7 @@ class Generation:
 
 @dataclass
 class StepModel:
-    """The decoder and its conditioning, as a sampler sees them."""
+    """The decoder and its conditioning, the view of the model a sampler uses."""
 
     decoder: Decoder
     encoder_output: EncoderOutput | None = None
@@ -192,7 +192,7 @@ class Tokenizer(ABC):
 
     def build_vocabulary(self, texts: Iterator[str] | Sequence[str]) -> Vocabulary:
         """Count the tokens of `texts` (the training split) into a vocabulary."""
-        return Vocabulary.from_texts((self.tokenize(text) for text in texts))
+        return Vocabulary.from_texts(self.tokenize(text) for text in texts)
 
 
 @dataclass
@@ -228,20 +228,20 @@ class DataSource(ABC):
     """Loads a data set and splits it deterministically."""
 
     Options: ClassVar[type] = type(None)
-    # Name of the task plugin that knows how to batch and score these examples.
+    # Name of the task plugin that batches and scores these examples.
     task: ClassVar[str] = "language-model"
 
     @abstractmethod
     def load(self) -> Splits:
         """Read the data and return its splits. Raise `DataError` on bad input."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional hook with nothing to do by default
         """Check that the input files exist, without reading them all."""
 
 
 @dataclass
 class EvalResult:
-    """What a task measured on one split, handed to each metric.
+    """The measurements of a task on one split, passed to each metric.
 
     loss: mean cross-entropy per target token, in nats.
     predictions and references: decoded texts or labels, when the task decodes.

@@ -15,7 +15,9 @@ class SequenceModel(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
-    def encode(self, source: Tensor | None, lengths: Tensor | None = None) -> EncoderOutput | None:
+    def encode(
+        self, source: Tensor | None, lengths: Tensor | None = None
+    ) -> EncoderOutput | None:
         """Encode `source`, or return None for a model without an encoder."""
         if self.encoder is None or source is None:
             return None

@@ -7,7 +7,9 @@ from pathlib import Path
 from seqkit.errors import RecipeError
 
 
-def resolve_inside(base_dir: Path, text: str, key: str, file: str | None = None) -> Path:
+def resolve_inside(
+    base_dir: Path, text: str, key: str, file: str | None = None
+) -> Path:
     """Resolve a recipe path against the recipe's folder.
 
     A relative path must stay inside `base_dir` once `..` and symbolic links are

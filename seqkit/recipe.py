@@ -30,11 +30,16 @@ TOP_LEVEL_KEYS = ("extends", "plugins", *COMPONENT_SECTIONS, "train", "evaluate"
 class TrainOptions:
     """The `[train]` section."""
 
-    epochs: int = field(default=1, metadata={"min": 1, "help": "passes over the training split"})
-    max_steps: int | None = field(
-        default=None, metadata={"min": 1, "help": "stop after this many optimizer steps"}
+    epochs: int = field(
+        default=1, metadata={"min": 1, "help": "passes over the training split"}
     )
-    batch_size: int = field(default=32, metadata={"min": 1, "help": "examples per step"})
+    max_steps: int | None = field(
+        default=None,
+        metadata={"min": 1, "help": "stop after this many optimizer steps"},
+    )
+    batch_size: int = field(
+        default=32, metadata={"min": 1, "help": "examples per step"}
+    )
     seq_len: int = field(
         default=128, metadata={"min": 1, "help": "tokens per language-model window"}
     )
@@ -42,7 +47,8 @@ class TrainOptions:
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     weight_decay: float = field(default=0.01, metadata={"min": 0.0})
     clip: float = field(
-        default=1.0, metadata={"min": 0.0, "help": "max gradient norm; 0 turns clipping off"}
+        default=1.0,
+        metadata={"min": 0.0, "help": "max gradient norm; 0 turns clipping off"},
     )
     schedule: Literal["constant", "cosine", "linear"] = "cosine"
     warmup_steps: int = field(default=0, metadata={"min": 0})
@@ -51,10 +57,12 @@ class TrainOptions:
         default="cpu", metadata={"help": "auto picks cuda when one is present"}
     )
     threads: int | None = field(
-        default=None, metadata={"min": 1, "help": "torch CPU threads; default: torch's own"}
+        default=None,
+        metadata={"min": 1, "help": "torch CPU threads; default: torch's own"},
     )
     eval_every: int = field(
-        default=0, metadata={"min": 0, "help": "validate every N steps; 0: once per epoch"}
+        default=0,
+        metadata={"min": 0, "help": "validate every N steps; 0: once per epoch"},
     )
     eval_batches: int | None = field(
         default=None, metadata={"min": 1, "help": "cap on validation batches per check"}
@@ -63,7 +71,9 @@ class TrainOptions:
         default=None,
         metadata={"min": 1, "help": "stop after N validations without improvement"},
     )
-    log_every: int = field(default=50, metadata={"min": 1, "help": "steps between log lines"})
+    log_every: int = field(
+        default=50, metadata={"min": 1, "help": "steps between log lines"}
+    )
 
 
 @dataclass
@@ -75,7 +85,9 @@ class EvaluateOptions:
         metadata={"help": "metric plugins; empty: the task's defaults"},
     )
     batch_size: int | None = field(default=None, metadata={"min": 1})
-    samples: int = field(default=3, metadata={"min": 0, "help": "samples in samples.txt"})
+    samples: int = field(
+        default=3, metadata={"min": 0, "help": "samples in samples.txt"}
+    )
     sample_tokens: int = field(default=400, metadata={"min": 1})
     prompt: str = ""
 
@@ -112,7 +124,10 @@ class Recipe:
         for section in COMPONENT_SECTIONS:
             component = getattr(self, section)
             if component is not None:
-                table[section] = {"plugin": component.plugin, **schema.to_table(component.options)}
+                table[section] = {
+                    "plugin": component.plugin,
+                    **schema.to_table(component.options),
+                }
         table["train"] = schema.to_table(self.train)
         table["evaluate"] = schema.to_table(self.evaluate)
         return table
@@ -126,7 +141,9 @@ def read_recipe(path: str | Path, overrides: list[str] = ()) -> dict:
     return table
 
 
-def validate_recipe(table: dict, registry: Registry, file: str, base_dir: Path) -> Recipe:
+def validate_recipe(
+    table: dict, registry: Registry, file: str, base_dir: Path
+) -> Recipe:
     """Check every section of `table` and return a typed `Recipe`."""
     for key in table:
         if key not in TOP_LEVEL_KEYS:
@@ -144,7 +161,9 @@ def validate_recipe(table: dict, registry: Registry, file: str, base_dir: Path) 
         base_dir=base_dir,
         plugins=_plugin_list(table.get("plugins", []), file, base_dir),
         train=schema.validate(TrainOptions, table.get("train", {}), "train", file),
-        evaluate=schema.validate(EvaluateOptions, table.get("evaluate", {}), "evaluate", file),
+        evaluate=schema.validate(
+            EvaluateOptions, table.get("evaluate", {}), "evaluate", file
+        ),
         **components,
     )
 
@@ -166,7 +185,9 @@ def _validate_component(
     if not isinstance(name, str):
         names = ", ".join(registry.names(section))
         raise RecipeError(
-            f"missing or invalid `plugin` name; available: {names}", file, f"{section}.plugin"
+            f"missing or invalid `plugin` name; available: {names}",
+            file,
+            f"{section}.plugin",
         )
     kind = section
     if name not in registry.components[kind]:
@@ -183,7 +204,9 @@ def _validate_component(
 
 def _plugin_list(value: Any, file: str, base_dir: Path) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RecipeError("expected a list of module names or .py paths", file, "plugins")
+        raise RecipeError(
+            "expected a list of module names or .py paths", file, "plugins"
+        )
     # .py paths are stored absolute, so the resolved recipe in a run folder
     # still finds them.
     return [

@@ -39,9 +39,13 @@ class Registry:
         self.manager = manager
         self.components: dict[str, dict[str, tuple[type, str]]] = {}
         for kind, hook_name in KINDS.items():
-            self.components[kind] = self._collect(kind, getattr(manager.hook, hook_name))
+            self.components[kind] = self._collect(
+                kind, getattr(manager.hook, hook_name)
+            )
 
-    def _collect(self, kind: str, hook: pluggy.HookCaller) -> dict[str, tuple[type, str]]:
+    def _collect(
+        self, kind: str, hook: pluggy.HookCaller
+    ) -> dict[str, tuple[type, str]]:
         found: dict[str, tuple[type, str]] = {}
         for impl in reversed(hook.get_hookimpls()):
             plugin_name = impl.plugin_name
@@ -81,14 +85,39 @@ class Registry:
         return self.components[kind][name][1]
 
 
-def create_registry(plugins: Iterable[str] = (), base_dir: Path | None = None) -> Registry:
+def create_registry(
+    plugins: Iterable[str] = (), base_dir: Path | None = None
+) -> Registry:
     """Load entry-point plugins plus `plugins` (module names or .py paths)."""
     manager = pluggy.PluginManager("seqkit")
     manager.add_hookspecs(hookspecs)
     _load_entry_points(manager)
     for spec in plugins:
-        _register(manager, _import_plugin(spec, base_dir or Path.cwd()), spec)
+        module = _import_plugin(spec, base_dir or Path.cwd())
+        # A recipe may name a module that is also installed as an entry point.
+        if not manager.is_registered(module):
+            _register(manager, module, spec)
+    _reject_unknown_hooks(manager)
     return Registry(manager)
+
+
+def _reject_unknown_hooks(manager: pluggy.PluginManager) -> None:
+    """Raise `PluginError` for a `@hookimpl` function that matches no hook spec.
+
+    pluggy ignores such functions, so a misspelled hook name would silently
+    register nothing.
+    """
+    valid = list(KINDS.values())
+    for hook_name, hook in vars(manager.hook).items():
+        if hook_name.startswith("_") or hook.has_spec():
+            continue
+        for impl in hook.get_hookimpls():
+            if not impl.optionalhook:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} implements unknown hook "
+                    f"{hook_name!r}.{suggest(hook_name, valid)} Valid hooks: "
+                    f"{', '.join(valid)}."
+                )
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:

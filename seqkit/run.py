@@ -34,7 +34,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[Recipe, Re
     table = read_recipe(path, overrides)
     plugins = table.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise RecipeError("expected a list of module names or .py paths", str(path), "plugins")
+        raise RecipeError(
+            "expected a list of module names or .py paths", str(path), "plugins"
+        )
     registry = create_registry(plugins, path.parent)
     recipe = validate_recipe(table, registry, str(path), path.parent)
     return recipe, registry
@@ -159,7 +161,9 @@ def train(
     best = load_checkpoint(run_dir / BEST, map_location=device)
     built.model.load_state_dict(best["model"])
     metrics = evaluate_built(built, best["train_state"]["best_loss"])
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (run_dir / "metrics.json").write_text(
+        json.dumps(metrics, indent=2) + "\n", encoding="utf-8"
+    )
     log.info("test metrics: %s", json.dumps(metrics))
     write_samples(built, run_dir / "samples.txt")
     return metrics
@@ -168,7 +172,9 @@ def train(
 def evaluate_built(built: Built, val_loss: float | None = None) -> dict[str, Any]:
     """Evaluate on the validation and test splits with the recipe's metrics."""
     recipe, task = built.recipe, built.task
-    names = recipe.evaluate.metrics or task.default_metrics.get(built.tokenizer.level, [])
+    names = recipe.evaluate.metrics or task.default_metrics.get(
+        built.tokenizer.level, []
+    )
     metrics_by_name = [(name, built.registry.get("metric", name)) for name in names]
     context = BuildContext(base_dir=recipe.base_dir, vocab=built.vocabularies["target"])
     result: dict[str, Any] = {}
@@ -194,7 +200,9 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     """Rebuild a trained run from its folder, with its stored vocabularies."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise SeqkitError(f"run folder not found: {run_dir}; pass the --out folder of `seqkit run`")
+        raise SeqkitError(
+            f"run folder not found: {run_dir}; pass the --out folder of `seqkit run`"
+        )
     checkpoint = load_checkpoint(run_dir / BEST)
     table = checkpoint["recipe"]
     base_dir = Path(checkpoint.get("base_dir", run_dir))
@@ -207,7 +215,9 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
 
 
 def _vocabularies(checkpoint: dict) -> dict[str, Vocabulary]:
-    return {name: Vocabulary(tokens) for name, tokens in checkpoint["vocabularies"].items()}
+    return {
+        name: Vocabulary(tokens) for name, tokens in checkpoint["vocabularies"].items()
+    }
 
 
 def _check_same_model(stored: dict, current: dict, path: Path) -> None:

@@ -50,8 +50,9 @@ def validate(options_type: type, table: dict, key: str, file: str | None) -> Any
     for name, spec in fields.items():
         path = f"{key}.{name}" if key else name
         if name in table:
-            value = _check(hints[name], table[name], path, file)
-            _check_bounds(spec, value, path, file)
+            source = "--set" if isinstance(table[name], CommandLineValue) else file
+            value = _check(hints[name], table[name], path, source)
+            _check_bounds(spec, value, path, source)
             values[name] = value
         elif spec.default is dataclasses.MISSING and (
             spec.default_factory is dataclasses.MISSING
@@ -85,7 +86,9 @@ def describe(options_type: type) -> list[tuple[str, str, Any, str]]:
             default = f.default_factory()
         else:
             default = "required"
-        rows.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+        rows.append(
+            (f.name, _type_name(hints[f.name]), default, f.metadata.get("help", ""))
+        )
     return rows
 
 
@@ -109,13 +112,20 @@ def _check(hint: Any, value: Any, path: str, file: str | None) -> Any:
         if value not in choices:
             listed = ", ".join(repr(c) for c in choices)
             hint_text = suggest(str(value), [str(c) for c in choices])
-            raise RecipeError(f"invalid value {value!r}.{hint_text} Choose one of: {listed}.", file, path)
+            raise RecipeError(
+                f"invalid value {value!r}.{hint_text} Choose one of: {listed}.",
+                file,
+                path,
+            )
         return value
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise RecipeError(f"expected a list, got {value!r}", file, path)
         (item_hint, *_) = typing.get_args(hint)
-        return [_check(item_hint, item, f"{path}[{i}]", file) for i, item in enumerate(value)]
+        return [
+            _check(item_hint, item, f"{path}[{i}]", file)
+            for i, item in enumerate(value)
+        ]
     return _check_scalar(hint, value, path, file)
 
 
@@ -127,17 +137,22 @@ def _check_scalar(hint: Any, value: Any, path: str, file: str | None) -> Any:
     # bool is a subclass of int, so `1` must not pass as true or `true` as 1.
     if isinstance(value, bool) != (hint is bool) or not isinstance(value, hint):
         raise RecipeError(
-            f"expected {_type_name(hint)}, got {type(value).__name__} {value!r}", file, path
+            f"expected {_type_name(hint)}, got {type(value).__name__} {value!r}",
+            file,
+            path,
         )
     return value
 
 
-def _check_bounds(spec: dataclasses.Field, value: Any, path: str, file: str | None) -> None:
+def _check_bounds(
+    spec: dataclasses.Field, value: Any, path: str, file: str | None
+) -> None:
+    # `not value >= low` also rejects NaN, which compares false with everything.
     low = spec.metadata.get("min")
-    if low is not None and value is not None and value < low:
+    if low is not None and value is not None and not value >= low:
         raise RecipeError(f"must be at least {low}, got {value!r}", file, path)
     high = spec.metadata.get("max")
-    if high is not None and value is not None and value > high:
+    if high is not None and value is not None and not value <= high:
         raise RecipeError(f"must be at most {high}, got {value!r}", file, path)
 
 
@@ -148,7 +163,10 @@ def _from_text(hint: Any, text: str, path: str, file: str | None) -> Any:
         if text in ("none", "None", "null"):
             return None
         hint = arms[0]
-    if hint is str or (typing.get_origin(hint) is Literal and all(isinstance(c, str) for c in typing.get_args(hint))):
+    if hint is str or (
+        typing.get_origin(hint) is Literal
+        and all(isinstance(c, str) for c in typing.get_args(hint))
+    ):
         return text
     try:
         return tomllib.loads(f"value = {text}")["value"]

@@ -28,14 +28,18 @@ class Task(ABC):
     # Metric plugins used when `[evaluate] metrics` is empty, by tokenizer level.
     default_metrics: ClassVar[dict[str, list[str]]] = {}
 
-    def __init__(self, tokenizer: Tokenizer, vocabularies: dict[str, Vocabulary], recipe: Any):
+    def __init__(
+        self, tokenizer: Tokenizer, vocabularies: dict[str, Vocabulary], recipe: Any
+    ):
         self.tokenizer = tokenizer
         self.vocabularies = vocabularies
         self.recipe = recipe
 
     @classmethod
     @abstractmethod
-    def build_vocabularies(cls, splits: Splits, tokenizer: Tokenizer) -> dict[str, Vocabulary]:
+    def build_vocabularies(
+        cls, splits: Splits, tokenizer: Tokenizer
+    ) -> dict[str, Vocabulary]:
         """Build the vocabularies from the training split only."""
 
     @abstractmethod

@@ -34,22 +34,34 @@ class TrainState:
     best_step: int = 0
     stale_evaluations: int = 0
     history: dict[str, list[float]] = field(
-        default_factory=lambda: {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": []}
+        default_factory=lambda: {
+            "step": [],
+            "loss": [],
+            "lr": [],
+            "val_step": [],
+            "val_loss": [],
+        }
     )
 
 
-def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module, options: TrainOptions
+) -> torch.optim.Optimizer:
     """Create the optimizer named by `train.optimizer`."""
     params = [p for p in model.parameters() if p.requires_grad]
     if options.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=options.lr, weight_decay=options.weight_decay
+        )
     if options.optimizer == "adam":
         return torch.optim.Adam(params, lr=options.lr)
-    return torch.optim.SGD(params, lr=options.lr, momentum=0.9, weight_decay=options.weight_decay)
+    return torch.optim.SGD(
+        params, lr=options.lr, momentum=0.9, weight_decay=options.weight_decay
+    )
 
 
 def lr_factor(step: int, total: int, options: TrainOptions) -> float:
-    """Return the learning-rate multiplier for `step` of `total`: warm-up, then decay."""
+    """Return the learning-rate factor for `step` of `total`: warm-up, then decay."""
     if step < options.warmup_steps:
         return (step + 1) / options.warmup_steps
     if options.schedule == "constant":
@@ -67,7 +79,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise RecipeError(
-            'device "cuda" requested but torch finds no CUDA device; use "cpu" or "auto"',
+            'device "cuda" requested but torch finds no CUDA device; '
+            'use "cpu" or "auto"',
             key="train.device",
         )
     return torch.device(name)
@@ -145,7 +158,9 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
 
-    def fit(self, stop_at: int | None = None, on_step: Callable[[int], None] | None = None) -> TrainState:
+    def fit(
+        self, stop_at: int | None = None, on_step: Callable[[int], None] | None = None
+    ) -> TrainState:
         """Train until `total_steps`, early stopping or `stop_at`, whichever is first.
 
         Returns the counters; the best weights are in `run_dir/checkpoint.pt`
@@ -170,7 +185,10 @@ class Trainer:
             self.model.train()
 
             # forward
-            batch = {k: v.to(self.device) for k, v in self.task.train_batch(epoch, index).items()}
+            batch = {
+                k: v.to(self.device)
+                for k, v in self.task.train_batch(epoch, index).items()
+            }
             loss, tokens = self.task.loss(self.model, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
@@ -268,7 +286,9 @@ class _Progress:
         done = int(width * step / self.total)
         elapsed = time.perf_counter() - self.start
         bar = "#" * done + "-" * (width - done)
-        sys.stderr.write(f"\r[{bar}] {step}/{self.total} loss {loss:.4f} {elapsed:.0f}s")
+        sys.stderr.write(
+            f"\r[{bar}] {step}/{self.total} loss {loss:.4f} {elapsed:.0f}s"
+        )
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -1,1 +1,1 @@
-"""The components that ship with seqkit, registered through the `seqkit` entry points."""
+"""The components that ship with seqkit, registered through `seqkit` entry points."""

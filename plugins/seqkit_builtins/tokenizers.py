@@ -11,13 +11,17 @@ from seqkit import BuildContext, Tokenizer, Vocabulary, hookimpl
 
 @dataclass
 class CharOptions:
-    min_count: int = field(default=1, metadata={"min": 1, "help": "rarer characters become <unk>"})
+    min_count: int = field(
+        default=1, metadata={"min": 1, "help": "rarer characters become <unk>"}
+    )
 
 
 @dataclass
 class WordOptions:
     lowercase: bool = False
-    min_count: int = field(default=1, metadata={"min": 1, "help": "rarer words become <unk>"})
+    min_count: int = field(
+        default=1, metadata={"min": 1, "help": "rarer words become <unk>"}
+    )
     max_size: int | None = field(
         default=None, metadata={"min": 5, "help": "keep the most frequent words only"}
     )
@@ -68,7 +72,11 @@ class WordTokenizer(Tokenizer):
     def detokenize(self, tokens: Sequence[str]) -> str:
         pieces: list[str] = []
         for token in tokens:
-            if pieces and token[0] not in _NO_SPACE_BEFORE and pieces[-1][-1] not in _NO_SPACE_AFTER:
+            if (
+                pieces
+                and token[0] not in _NO_SPACE_BEFORE
+                and pieces[-1][-1] not in _NO_SPACE_AFTER
+            ):
                 pieces.append(" ")
             pieces.append(token)
         return "".join(pieces)
