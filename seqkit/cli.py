@@ -16,6 +16,7 @@ log = logging.getLogger("seqkit")
 
 USER_ERROR = 2
 INTERRUPTED = 130
+LOG_HANDLER = "seqkit-cli"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,14 +100,22 @@ def _parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list registered components by kind")
     plugins.add_argument(
-        "--verbose", action="store_true", help="show options with types and defaults"
+        "--verbose",
+        dest="show_options",
+        action="store_true",
+        help="show each component's options with types and defaults",
     )
     plugins.set_defaults(handler=_plugins)
     return parser
 
 
 def _configure_logging(verbose: bool) -> None:
+    # main() may run more than once in one process (tests, notebooks), so a
+    # later call replaces the handler of an earlier one instead of adding one.
+    for old in [h for h in log.handlers if h.get_name() == LOG_HANDLER]:
+        log.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(LOG_HANDLER)
     # On a terminal, start each log line by erasing the progress bar's line.
     prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
     handler.setFormatter(
@@ -232,9 +241,11 @@ def _plugins(args: argparse.Namespace) -> int:
                 f"  {name:<16} {registry.provider(kind, name)} "
                 f"({cls.__module__}.{cls.__qualname__})"
             )
-            if args.verbose:
+            if args.show_options:
+                # Task classes take no options and define no Options.
+                options_type = getattr(cls, "Options", type(None))
                 for option, type_name, default, help_text in schema.describe(
-                    cls.Options
+                    options_type
                 ):
                     suffix = f"  {help_text}" if help_text else ""
                     print(f"      {option}: {type_name} = {default!r}{suffix}")

@@ -27,7 +27,10 @@ def generate_text(
 ) -> list[str]:
     """Continue `prompt` `num_samples` times, drawn as one batch.
 
-    An empty prompt starts from `<bos>`. Prompt tokens missing from the
+    An empty prompt starts from `<bos>`, the start of a new document. A
+    non-empty prompt starts from the zero state, the state every training
+    window starts from, so it continues text from anywhere in a document.
+    Prompt tokens missing from the
     vocabulary become `<unk>` and are named in a warning. Each result is the
     prompt followed by the generated text.
     """

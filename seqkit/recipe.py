@@ -286,4 +286,13 @@ def _apply_override(table: dict, assignment: str) -> None:
     if not dot or "." in name:
         raise RecipeError("expected section.key, such as train.lr", "--set", key)
     target = table.setdefault(section, {})
-    target[name] = schema.CommandLineValue(text.strip())
+    value = text.strip()
+    if name == "plugin" and target.get("plugin") != value:
+        # The recipe's options belong to the old plugin, so only other --set
+        # values for this section carry over to the new one.
+        kept = {
+            k: v for k, v in target.items() if isinstance(v, schema.CommandLineValue)
+        }
+        target.clear()
+        target.update(kept)
+    target[name] = schema.CommandLineValue(value)

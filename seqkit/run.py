@@ -160,7 +160,11 @@ def train(
     # evaluate the best weights
     best = load_checkpoint(run_dir / BEST, map_location=device)
     built.model.load_state_dict(best["model"])
-    metrics = evaluate_built(built, best["train_state"]["best_loss"])
+    # With train.eval_batches the best loss covers only part of the split.
+    val_loss = None
+    if options.eval_batches is None:
+        val_loss = best["train_state"]["best_loss"]
+    metrics = evaluate_built(built, val_loss)
     (run_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2) + "\n", encoding="utf-8"
     )

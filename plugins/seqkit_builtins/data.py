@@ -75,7 +75,8 @@ def _splits(
 # ---------------------------------------------------------------- shakespeare
 
 _SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")
-_STAGE = re.compile(r"^_(.+)_\s*$")
+# A stage direction may wrap over several lines: `_Enter A,\nB and C_`.
+_STAGE = re.compile(r"^_([^_\n]+(?:\n[^_\n]+)*)_[ \t]*$", re.MULTILINE)
 _HEADING = re.compile(r"^#+\s*(.*)$")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|_)(.+?)\1")
 
@@ -87,12 +88,11 @@ def markdown_to_play(markdown: str) -> str:
     headings lose their `#` marks, and trailing line-break spaces go.
     """
     lines = []
-    for raw in normalize(markdown).split("\n"):
+    text = _STAGE.sub(lambda match: match.group(1).strip(), normalize(markdown))
+    for raw in text.split("\n"):
         line = raw.rstrip()
         if match := _SPEAKER.match(line):
             line = f"{match.group(1).strip()}:"
-        elif match := _STAGE.match(line):
-            line = match.group(1).strip()
         elif match := _HEADING.match(line):
             line = match.group(1).strip()
         line = _EMPHASIS.sub(r"\2", line).replace("\\", "")

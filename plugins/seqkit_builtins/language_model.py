@@ -42,8 +42,9 @@ class LanguageModelTask(Task):
     Each epoch starts the windows at a random offset and visits them in a
     random order, both drawn from a generator seeded with (seed, epoch), so
     any step's batch can be rebuilt on resume. Evaluation splits the stream
-    into B parallel rows and carries the state from window to window, so every
-    token of the split is scored once.
+    into B equal rows and carries the state from window to window, so each
+    token is scored once. The last (length - 1) mod B tokens, fewer than one
+    per row, are left out so the rows stay equal.
     """
 
     default_metrics = {"char": ["bpc"], "word": ["perplexity"]}
@@ -69,6 +70,13 @@ class LanguageModelTask(Task):
                 "fewer than "
                 f"train.seq_len + 2 = {seq_len + 2}; lower train.seq_len or add data"
             )
+        # An empty split would score a loss of 0 and look perfect.
+        for name in ("valid", "test"):
+            if len(self.streams[name]) == 0:
+                raise DataError(
+                    f"the {name} split is empty; give it data, such as with "
+                    f"data.{name}_fraction above 0"
+                )
         self._epoch_starts: tuple[int, Tensor] | None = None
 
     def steps_per_epoch(self) -> int:

@@ -116,6 +116,10 @@ class RandomSampler(Sampler):
             if options.top_p is not None:
                 scores = apply_top_p(scores, options.top_p)
             probs = scores.softmax(dim=-1)  # (B, V)
+            if generator is not None and generator.device != probs.device:
+                # A CPU generator keeps seeded draws the same on every device.
+                drawn = torch.multinomial(probs.cpu(), 1, generator=generator)
+                return drawn.squeeze(1).to(probs.device)  # (B,)
             return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
 
         return run_steps(model, state, last_token, max_new_tokens, eos_id, choose)

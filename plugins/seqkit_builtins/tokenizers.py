@@ -48,11 +48,20 @@ class CharTokenizer(Tokenizer):
         )
 
 
-# A newline, a word with inner apostrophes or hyphens ("o'er", "self-same"),
-# or one punctuation character.
-_WORD = re.compile(r"\n|\w+(?:['’-]\w+)*|[^\w\s]")
+# A newline, a word with inner apostrophes or hyphens ("o'er", "self-same") and
+# an optional leading apostrophe ("'tis"), a dash ("--"), or one punctuation
+# character.
+_WORD = re.compile(r"\n|['’]?\w+(?:['’-]\w+)*|-{2,}|[^\w\s]")
 _NO_SPACE_BEFORE = set(".,;:!?)]}'’\n")
 _NO_SPACE_AFTER = set("([{\n")
+
+
+def _joins(previous: str, token: str) -> bool:
+    """Return True when `token` follows the token `previous` without a space."""
+    if token in _NO_SPACE_BEFORE or previous[-1] in _NO_SPACE_AFTER:
+        return True
+    # Dashes join the words on both sides, as in "him--from".
+    return token[0] == "-" or previous[-1] == "-"
 
 
 class WordTokenizer(Tokenizer):
@@ -72,11 +81,7 @@ class WordTokenizer(Tokenizer):
     def detokenize(self, tokens: Sequence[str]) -> str:
         pieces: list[str] = []
         for token in tokens:
-            if (
-                pieces
-                and token[0] not in _NO_SPACE_BEFORE
-                and pieces[-1][-1] not in _NO_SPACE_AFTER
-            ):
+            if pieces and not _joins(pieces[-1], token):
                 pieces.append(" ")
             pieces.append(token)
         return "".join(pieces)

@@ -1,0 +1,333 @@
+"""The `seqkit` command line, called in-process through `seqkit.cli.main`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from helpers import CHAR_RECIPE, DATA_DIR, MACBETH_LINES, char_recipe, write_recipe
+
+from seqkit.cli import main
+
+
+def run_cli(*argv):
+    """Run `seqkit ARGV` in-process and return (exit status, stdout, stderr)."""
+    logger = logging.getLogger("seqkit")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(arg) for arg in argv])
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """A CHAR_RECIPE run made by `seqkit run`, with its stdout."""
+    folder = tmp_path_factory.mktemp("cli")
+    recipe = write_recipe(folder, CHAR_RECIPE)
+    code, out, err = run_cli("run", recipe, "--out", folder / "run")
+    assert code == 0, err
+    return folder / "run", out
+
+
+def test_run_writes_run_folder(cli_run):
+    run_dir, out = cli_run
+
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoint.pt",
+        "last.pt",
+        "loss.png",
+        "metrics.json",
+        "recipe.toml",
+        "samples.txt",
+        "train.log",
+    ]
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert sorted(metrics) == ["test_bpc", "test_loss", "val_loss"]
+    assert metrics["test_bpc"] == pytest.approx(metrics["test_loss"] / math.log(2))
+    assert json.loads(out) == metrics
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_writes_resolved_recipe(cli_run):
+    run_dir, _ = cli_run
+
+    table = tomllib.loads((run_dir / "recipe.toml").read_text(encoding="utf-8"))
+
+    assert table["decoder"] == {
+        **CHAR_RECIPE["decoder"],
+        "layers": 1,
+        "tie_weights": False,
+    }
+    assert table["data"]["plays"] == ["macbeth"]
+    assert table["train"]["max_steps"] == 6
+    assert table["train"]["optimizer"] == "adamw"
+    assert table["evaluate"]["prompt"] == "MACBETH:"
+
+
+def test_run_writes_log_and_samples(cli_run):
+    run_dir, _ = cli_run
+
+    log_text = (run_dir / "train.log").read_text(encoding="utf-8")
+    samples = (run_dir / "samples.txt").read_text(encoding="utf-8")
+
+    assert "training for 6 steps" in log_text
+    assert "validation at step 6" in log_text
+    assert "test metrics:" in log_text
+    assert samples.endswith("\n")
+    assert samples.count("MACBETH:") == 2
+    assert samples.startswith("MACBETH:")
+
+
+def test_run_default_folder(tmp_path, monkeypatch):
+    recipe = write_recipe(tmp_path, char_recipe(train={"max_steps": 1}), "tiny.toml")
+    monkeypatch.chdir(tmp_path)
+
+    code, _, err = run_cli("run", "tiny.toml")
+
+    assert code == 0, err
+    assert (tmp_path / "runs" / "tiny" / "checkpoint.pt").is_file()
+    assert recipe.is_file()
+    assert err.strip().endswith(f"run folder: {os.path.join('runs', 'tiny')}")
+
+
+def test_word_run_reports_perplexity(tmp_path):
+    (tmp_path / "macbeth.txt").write_text(MACBETH_LINES * 3, encoding="utf-8")
+    table = char_recipe(
+        train={"max_steps": 2, "seq_len": 8},
+        evaluate={"prompt": "If it were", "sample_tokens": 5},
+    )
+    table["data"] = {"plugin": "text", "paths": ["macbeth.txt"]}
+    table["tokenizer"] = {"plugin": "word", "lowercase": True}
+    recipe = write_recipe(tmp_path, table)
+
+    code, out, err = run_cli("run", recipe, "--out", tmp_path / "run")
+
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert sorted(metrics) == ["test_loss", "test_ppl", "val_loss"]
+    assert metrics["test_ppl"] == pytest.approx(math.exp(metrics["test_loss"]))
+    # The lowercasing tokenizer lowercases the prompt too.
+    samples = (tmp_path / "run" / "samples.txt").read_text(encoding="utf-8")
+    assert samples.startswith("if it were ")
+
+
+def test_run_set_override(tmp_path):
+    recipe = write_recipe(tmp_path, CHAR_RECIPE)
+    run_dir = tmp_path / "run"
+
+    overrides = "--set train.max_steps=1 --set train.lr=0.01".split()
+
+    code, _, err = run_cli("run", recipe, "--out", run_dir, *overrides)
+
+    assert code == 0, err
+    table = tomllib.loads((run_dir / "recipe.toml").read_text(encoding="utf-8"))
+    assert table["train"]["max_steps"] == 1
+    assert table["train"]["lr"] == 0.01
+
+
+def test_generate_repeatable(cli_run):
+    run_dir, _ = cli_run
+    flags = "--prompt MACBETH: --temperature 0.8 --max-new-tokens 40".split()
+
+    first = run_cli("generate", run_dir, *flags, "--seed", "1")
+    second = run_cli("generate", run_dir, *flags, "--seed", "1")
+    other_seed = run_cli("generate", run_dir, *flags, "--seed", "2")
+
+    assert first[0] == 0, first[2]
+    assert first[1] == second[1]
+    assert first[1] != other_seed[1]
+    assert first[1].startswith("MACBETH:")
+
+
+def test_generate_num_samples(cli_run):
+    run_dir, _ = cli_run
+
+    flags = "--prompt A --num-samples 3 --max-new-tokens 5 --temperature 0".split()
+
+    code, out, err = run_cli("generate", run_dir, *flags)
+
+    assert code == 0, err
+    texts = out[:-1].split("\n\n")
+    assert len(texts) == 3
+    assert texts[0] == texts[1] == texts[2]
+
+
+def test_generate_flags_replace_greedy_sampler(tmp_path):
+    # A greedy recipe with --temperature switches to the `sample` sampler.
+    table = char_recipe(train={"max_steps": 1})
+    table["sampler"] = {"plugin": "greedy"}
+    recipe = write_recipe(tmp_path, table)
+    code, _, err = run_cli("run", recipe, "--out", tmp_path / "run")
+    assert code == 0, err
+
+    flags = "--max-new-tokens 30 --seed 1".split()
+    greedy = run_cli("generate", tmp_path / "run", *flags)
+    warm = run_cli("generate", tmp_path / "run", *flags, "--temperature", "2")
+
+    assert greedy[0] == 0
+    assert warm[0] == 0
+    assert greedy[1] != warm[1]
+
+
+def test_evaluate_prints_metrics(cli_run):
+    run_dir, _ = cli_run
+
+    code, out, err = run_cli("evaluate", run_dir)
+
+    assert code == 0, err
+    metrics = json.loads(out)
+    stored = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics == stored
+
+
+def test_plugins_lists_components():
+    code, out, _ = run_cli("plugins")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "data:"
+    for kind in ("tokenizer:", "encoder:", "decoder:", "sampler:", "task:", "metric:"):
+        assert kind in lines
+    greedy = next(line for line in lines if line.strip().startswith("greedy"))
+    assert "builtin-samplers" in greedy
+    assert "seqkit_builtins.samplers.GreedySampler" in greedy
+
+
+def test_plugins_verbose_lists_options():
+    code, out, _ = run_cli("plugins", "--verbose")
+
+    assert code == 0
+    assert "      temperature: float = 1.0  0 means greedy" in out
+    assert "      cell: 'lstm' | 'gru' | 'rnn_tanh' | 'rnn_relu' = 'lstm'" in out
+
+
+def test_global_verbose_leaves_plugins_short():
+    code, out, _ = run_cli("-v", "plugins")
+
+    assert code == 0
+    assert "temperature: float" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "missing.toml"], "error: missing.toml: recipe file not found"),
+        (["run", DATA_DIR / "unknown_key.toml"], "Did you mean `lr`?"),
+        (
+            ["run", DATA_DIR / "base.toml", "--set", "train.lrr=1"],
+            "error: --set: `train.lrr`",
+        ),
+        (["run", DATA_DIR / "unknown_plugin.toml"], "Available: rnn."),
+        (["generate", "no-such-run"], "error: run folder not found: no-such-run"),
+        (["evaluate", "no-such-run"], "error: run folder not found: no-such-run"),
+    ],
+)
+def test_user_error_one_line(tmp_path, monkeypatch, argv, expected):
+    monkeypatch.chdir(tmp_path)
+
+    code, out, err = run_cli(*argv)
+
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert expected in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--top-p", "1.5"], "error: --top-p must be in (0, 1], got 1.5"),
+        (["--top-k", "0"], "error: --top-k must be at least 1, got 0"),
+        (
+            ["--temperature", "-1"],
+            "error: --temperature must be 0 (greedy) or positive",
+        ),
+        (["--temperature", "nan"], "`sampler.temperature`: temperature must be 0"),
+        (["--num-samples", "0"], "error: --num-samples must be at least 1, got 0"),
+        (
+            ["--max-new-tokens", "0"],
+            "error: --max-new-tokens must be at least 1, got 0",
+        ),
+        (
+            ["--repetition-penalty", "0.5"],
+            "error: --repetition-penalty must be at least 1",
+        ),
+    ],
+)
+def test_generate_rejects_bad_flags(cli_run, flags, expected):
+    run_dir, _ = cli_run
+
+    code, out, err = run_cli("generate", run_dir, *flags)
+
+    # Loading the run may log INFO lines first, so the error is the last line.
+    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2
+    assert out == ""
+    assert error_lines == [err.splitlines()[-1]]
+    assert expected in error_lines[0]
+    assert "Traceback" not in err
+
+
+def test_generate_on_folder_without_checkpoint(tmp_path):
+    code, _, err = run_cli("generate", tmp_path)
+
+    assert code == 2
+    assert err == f"error: checkpoint not found: {tmp_path / 'checkpoint.pt'}\n"
+
+
+def test_interrupt_exits_130(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("seqkit.run.train", interrupted)
+
+    code, _, err = run_cli("run", DATA_DIR / "base.toml", "--out", tmp_path / "run")
+
+    assert code == 130
+    assert err.startswith("error: interrupted;")
+    assert "seqkit run RECIPE --resume" in err
+
+
+def test_repeated_main_logs_once(cli_run, capsys):
+    run_dir, _ = cli_run
+
+    for _ in range(2):
+        main(["generate", str(run_dir), "--prompt", "@", "--max-new-tokens", "1"])
+        err = capsys.readouterr().err
+
+        assert err.count("replaced by <unk>: '@'") == 1
+
+
+def test_module_entry_user_error(tmp_path):
+    # `python -m seqkit` in a fresh interpreter, so nothing of this process helps.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "seqkit", "run", str(DATA_DIR / "wrong_type.toml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1
+    assert "`train.batch_size`: expected int, got str 'big'" in result.stderr

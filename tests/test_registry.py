@@ -1,0 +1,215 @@
+"""Plugin discovery: entry points, .py files named in recipes and duplicate names."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from helpers import char_recipe, write_recipe
+
+from seqkit.errors import PluginError, RecipeError
+from seqkit.registry import create_registry
+from seqkit.run import load_recipe, load_run, train
+
+# A sampler plugin that emits one fixed character until max_new_tokens.
+REPEAT_PLUGIN = """
+from dataclasses import dataclass
+
+import torch
+
+from seqkit import Generation, Sampler, hookimpl
+
+
+@dataclass
+class RepeatOptions:
+    char: str = "x"
+
+
+class RepeatSampler(Sampler):
+    Options = RepeatOptions
+
+    def __init__(self, options, context):
+        self.token_id = context.vocab.index[options.char]
+
+    def generate(
+        self, model, state, last_token, max_new_tokens, eos_id, generator=None
+    ):
+        batch = last_token.shape[0]
+        rows = [[self.token_id] * max_new_tokens for _ in range(batch)]
+        return Generation(rows, torch.zeros(batch))
+
+
+@hookimpl
+def seqkit_add_samplers():
+    return {"repeat": RepeatSampler}
+"""
+
+
+def write_plugin(folder, name, text):
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def sampler_plugin(name):
+    """Return the text of a plugin module that registers sampler `name`."""
+    return f"""
+    from seqkit import hookimpl
+    from seqkit_builtins.samplers import GreedySampler
+
+
+    @hookimpl
+    def seqkit_add_samplers():
+        return {{"{name}": GreedySampler}}
+    """
+
+
+def test_builtins_registered(registry):
+    assert registry.names("data") == ["shakespeare", "text"]
+    assert registry.names("tokenizer") == ["char", "word"]
+    assert registry.names("encoder") == []
+    assert registry.names("decoder") == ["rnn"]
+    assert registry.names("sampler") == ["greedy", "sample"]
+    assert registry.names("task") == ["language-model"]
+    assert registry.names("metric") == ["bpc", "perplexity"]
+    assert registry.provider("sampler", "greedy") == "builtin-samplers"
+    assert registry.provider("data", "text") == "builtin-data"
+
+
+def test_get_unknown_lists_available(registry):
+    with pytest.raises(PluginError) as caught:
+        registry.get("metric", "perplexty")
+    message = str(caught.value)
+
+    assert "unknown metric plugin 'perplexty'" in message
+    assert "Did you mean `perplexity`?" in message
+    assert "Available: bpc, perplexity." in message
+
+
+def test_recipe_plugin_file_used(tmp_path):
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    write_plugin(folder, "my_plugin.py", REPEAT_PLUGIN)
+    table = char_recipe(
+        train={"max_steps": 1},
+        evaluate={"samples": 2, "sample_tokens": 5, "prompt": "A"},
+    )
+    table["plugins"] = ["./my_plugin.py"]
+    table["sampler"] = {"plugin": "repeat", "char": "e"}
+    recipe, registry = load_recipe(write_recipe(folder, table))
+
+    train(recipe, registry, tmp_path / "run")
+
+    assert registry.provider("sampler", "repeat") == "./my_plugin.py"
+    assert recipe.plugins == [str(folder / "my_plugin.py")]
+    assert (tmp_path / "run" / "samples.txt").read_text(
+        encoding="utf-8"
+    ) == "Aeeeee\n\nAeeeee\n"
+    built = load_run(tmp_path / "run")
+    assert type(built.sampler).__name__ == "RepeatSampler"
+    assert built.recipe.sampler.options.char == "e"
+
+
+def test_recipe_plugin_options_checked(tmp_path):
+    write_plugin(tmp_path, "my_plugin.py", REPEAT_PLUGIN)
+    table = char_recipe()
+    table["plugins"] = ["my_plugin.py"]
+    table["sampler"] = {"plugin": "repeat", "chars": "e"}
+
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(tmp_path, table))
+
+    assert "`sampler.chars`: unknown key `chars`. Did you mean `char`?" in str(
+        caught.value
+    )
+
+
+def test_duplicate_of_builtin_names_both(tmp_path):
+    plugin = write_plugin(tmp_path, "dup.py", sampler_plugin("greedy"))
+
+    with pytest.raises(PluginError) as caught:
+        create_registry([str(plugin)])
+    message = str(caught.value)
+
+    assert "sampler 'greedy' is registered by both plugin" in message
+    assert "'builtin-samplers'" in message
+    assert f"'{plugin}'" in message
+
+
+def test_duplicate_between_recipe_plugins(tmp_path):
+    write_plugin(tmp_path, "first.py", sampler_plugin("echo"))
+    write_plugin(tmp_path, "second.py", sampler_plugin("echo"))
+    table = char_recipe()
+    table["plugins"] = ["first.py", "second.py"]
+
+    with pytest.raises(PluginError) as caught:
+        load_recipe(write_recipe(tmp_path, table))
+    message = str(caught.value)
+
+    assert "sampler 'echo' is registered by both plugin" in message
+    assert "'first.py'" in message
+    assert "'second.py'" in message
+
+
+def test_plugin_file_not_found(tmp_path):
+    with pytest.raises(PluginError, match="plugin file not found: .*missing.py"):
+        create_registry(["missing.py"], tmp_path)
+
+
+def test_plugin_file_import_error(tmp_path):
+    write_plugin(tmp_path, "broken.py", "import not_a_module_anywhere\n")
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["broken.py"], tmp_path)
+    message = str(caught.value)
+
+    assert "broken.py failed to import: ModuleNotFoundError" in message
+    assert "not_a_module_anywhere" in message
+
+
+def test_plugin_module_not_installed():
+    with pytest.raises(
+        PluginError, match="plugin module 'seqkit_no_such_plugin' failed to import"
+    ):
+        create_registry(["seqkit_no_such_plugin"])
+
+
+def test_plugin_module_also_entry_point():
+    registry = create_registry(["seqkit_builtins.metrics"])
+
+    assert registry.names("metric") == ["bpc", "perplexity"]
+    assert registry.provider("metric", "bpc") == "builtin-metrics"
+
+
+def test_hook_must_return_dict(tmp_path):
+    text = """
+    from seqkit import hookimpl
+
+
+    @hookimpl
+    def seqkit_add_metrics():
+        return ["bleu"]
+    """
+    write_plugin(tmp_path, "listing.py", text)
+
+    with pytest.raises(PluginError, match="hook seqkit_add_metrics must return a dict"):
+        create_registry(["listing.py"], tmp_path)
+
+
+def test_misspelled_hook_rejected(tmp_path):
+    text = """
+    from seqkit import hookimpl
+
+
+    @hookimpl
+    def seqkit_add_sampler():
+        return {}
+    """
+    write_plugin(tmp_path, "typo.py", text)
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["typo.py"], tmp_path)
+    message = str(caught.value)
+
+    assert "plugin 'typo.py' implements unknown hook 'seqkit_add_sampler'" in message
+    assert "Did you mean `seqkit_add_samplers`?" in message
