@@ -61,32 +61,34 @@ def run_steps(
     """Step the model `max_new_tokens` times, picking tokens with `choose`.
 
     `choose(log_probs (B, V), seen (B, N)) -> (B,)` returns the next token of each
-    row. Rows that emitted `eos_id` keep stepping on `<eos>` until every row
-    is done, but their later tokens are dropped and their scores stop growing.
+    row, where `seen` is `last_token` followed by the tokens chosen so far. Rows
+    that emitted `eos_id` keep stepping on `<eos>` until every row is done, but
+    their later tokens are dropped and their scores stop growing.
     """
     batch = last_token.shape[0]
-    finished = torch.zeros(batch, dtype=torch.bool, device=last_token.device)
-    scores = torch.zeros(batch, device=last_token.device)
-    chosen: list[Tensor] = []
+    device = last_token.device
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    scores = torch.zeros(batch, device=device)
+    # One buffer for every step, so a step costs the same at token 10 and 2,000.
+    tokens = torch.empty(batch, max_new_tokens + 1, dtype=torch.long, device=device)
+    tokens[:, 0] = last_token
     token = last_token
-    for _ in range(max_new_tokens):
+    produced = 0
+    for produced in range(1, max_new_tokens + 1):
         log_probs, state = model.step(token, state)  # (B, V)
-        seen = torch.stack(chosen, dim=1) if chosen else last_token[:, None]  # (B, N)
-        token = choose(log_probs, seen)  # (B,)
+        token = choose(log_probs, tokens[:, :produced])  # (B,)
         token = token.masked_fill(finished, eos_id)
         step_score = log_probs.gather(1, token[:, None]).squeeze(1)  # (B,)
         scores = scores + step_score.masked_fill(finished, 0.0)
-        chosen.append(token)
+        tokens[:, produced] = token
         finished = finished | (token == eos_id)
         if bool(finished.all()):
             break
-    return Generation(_cut_after_eos(chosen, batch, eos_id), scores)
+    return Generation(_cut_after_eos(tokens[:, 1 : produced + 1], eos_id), scores)
 
 
-def _cut_after_eos(chosen: list[Tensor], batch: int, eos_id: int) -> list[list[int]]:
-    if not chosen:
-        return [[] for _ in range(batch)]
-    rows = torch.stack(chosen, dim=1).tolist()  # (B, N)
+def _cut_after_eos(chosen: Tensor, eos_id: int) -> list[list[int]]:
+    rows = chosen.tolist()  # (B, N)
     result = []
     for row in rows:
         if eos_id in row:

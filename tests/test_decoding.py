@@ -184,6 +184,5 @@ def test_run_steps_passes_seen_tokens():
         ScriptedModel([[5, 6, 7]]), 0, torch.tensor([4]), 3, eos_id=3, choose=choose
     )
 
-    # The first step passes the last prompt token as `seen`, later steps the
-    # tokens chosen so far.
-    assert seen_by_step == [[[4]], [[5]], [[5, 6]]]
+    # `seen` is the last prompt token followed by the tokens chosen so far.
+    assert seen_by_step == [[[4]], [[4, 5]], [[4, 5, 6]]]

@@ -77,7 +77,7 @@ def test_batches_same_for_same_seed(tmp_path):
 
 def test_evaluate_matches_single_forward(tmp_path):
     built = build_recipe(tmp_path, evaluate={"batch_size": 1})
-    stream = built.task.streams["test"]
+    stream = built.task.streams["test"].long()
 
     result = built.task.evaluate(built.model, "test")
 
