@@ -1,0 +1,1 @@
+"""Benchmarks of seqkit against plain PyTorch code, run by `python -m bench`."""

@@ -1,0 +1,158 @@
+"""Run the benchmarks, print the results and record them in BENCHMARKS.md.
+
+Usage, from the repository root: `.venv/bin/python -m bench`. A run of all
+benchmarks with the default step and repetition counts rewrites the results
+section of BENCHMARKS.md. Runs with --only, --quick, --steps or --repeats only
+print the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.common import (
+    BENCHMARKS_PAGE,
+    REPO_ROOT,
+    describe_machine,
+    other_cores_busy,
+    sample_cpu,
+)
+from bench.generation import GenerationSettings, run_generation_benchmark
+from bench.memory import run_memory_benchmark
+from bench.report import render_results, write_results
+from bench.training import TrainingSettings, profile_training, run_training_benchmark
+
+NAMES = ("training", "generation", "memory")
+# One thread keeps the ratios stable when other processes share the cores,
+# because OpenMP threads that compete with another process's threads wait at
+# barriers and step times then swing several-fold. BENCHMARKS.md has figures.
+DEFAULT_THREADS = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark seqkit against plain PyTorch on the chargen recipe.",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=NAMES,
+        help="run only this benchmark (repeatable); results are printed, not recorded",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"torch CPU threads for every side (default {DEFAULT_THREADS})",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help=f"timed training steps per side (default {TrainingSettings.timed_steps})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help=f"timed generation repetitions (default {GenerationSettings.repeats})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few steps and repetitions, to check that the scripts run",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile report of 10 training steps of each side",
+    )
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print the results without rewriting BENCHMARKS.md",
+    )
+    return parser
+
+
+def _interpreter() -> str:
+    """Return the interpreter's path relative to the repository, or "python"."""
+    executable = Path(sys.executable)
+    if executable.is_relative_to(REPO_ROOT):
+        return str(executable.relative_to(REPO_ROOT))
+    return "python"
+
+
+def _settings(args: argparse.Namespace) -> tuple[TrainingSettings, GenerationSettings]:
+    training, generation = TrainingSettings(), GenerationSettings()
+    if args.quick:
+        training = TrainingSettings(warmup_steps=2, timed_steps=6)
+        generation = GenerationSettings(repeats=2)
+    if args.steps is not None:
+        training.timed_steps = args.steps
+    if args.repeats is not None:
+        generation.repeats = args.repeats
+    return training, generation
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks and return 1 if a target is missed, else 0."""
+    args = _parser().parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be at least 1, got {args.threads}")
+    for option in ("steps", "repeats"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{option} must be at least 1, got {value}")
+    torch.set_num_threads(args.threads)
+    names = args.only or list(NAMES)
+    training_settings, generation_settings = _settings(args)
+    arguments = sys.argv[1:] if argv is None else argv
+    command = shlex.join([_interpreter(), "-m", "bench", *arguments])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_average = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+    cpu_start = sample_cpu()
+    results: list[dict[str, Any]] = []
+    for name in names:
+        print(f"running the {name} benchmark ...", file=sys.stderr, flush=True)
+        if name == "training":
+            results.append(run_training_benchmark(training_settings))
+            if args.profile:
+                print(profile_training(training_settings), file=sys.stderr)
+        elif name == "generation":
+            results.append(run_generation_benchmark(generation_settings))
+        else:
+            results.append(run_memory_benchmark(args.threads))
+    busy = other_cores_busy(cpu_start, sample_cpu())
+
+    machine = {
+        **describe_machine(),
+        "load_average": load_average,
+        "other_cores_busy": "not measured" if busy is None else f"{busy:.2f} cores",
+    }
+    block = render_results(machine, results, command, date)
+    print(block)
+
+    full_run = (
+        names == list(NAMES)
+        and not args.quick
+        and args.steps is None
+        and args.repeats is None
+    )
+    if full_run and not args.no_write:
+        write_results(BENCHMARKS_PAGE, block)
+        print(f"results written to {BENCHMARKS_PAGE}", file=sys.stderr)
+
+    return 0 if all(result["passed"] for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

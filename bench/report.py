@@ -1,0 +1,159 @@
+"""Render benchmark results as Markdown and write them into BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+START_MARKER = "<!-- bench:results:start -->"
+END_MARKER = "<!-- bench:results:end -->"
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def _load(result: dict[str, Any]) -> str:
+    busy = result.get("other_cores_busy")
+    return "not measured" if busy is None else f"{busy:.2f} cores"
+
+
+def _verdict(passed: bool) -> str:
+    return "pass" if passed else "FAIL"
+
+
+def _ratios(values: list[float]) -> str:
+    return ", ".join(f"{value:.3f}" for value in values)
+
+
+def render_machine(machine: dict[str, Any], command: str, date: str) -> list[str]:
+    """Return the lines that describe how and where the results were recorded."""
+    threads = machine["torch_threads"]
+    return [
+        f"Recorded on {date} with `{command}`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {machine['cpu']} |",
+        f"| cores | {machine['usable_cpus']} usable of {machine['logical_cpus']} "
+        "logical CPUs |",
+        f"| torch | {machine['torch']}, {threads} thread{'' if threads == 1 else 's'} "
+        "(`torch.set_num_threads`) |",
+        f"| Python | {machine['python']} |",
+        f"| OS | {machine['os']} |",
+        f"| load average before the run | {machine['load_average']} (1, 5, 15 min) |",
+        f"| other processes during the run | {machine['other_cores_busy']} "
+        "busy on average |",
+    ]
+
+
+def render_training(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the training benchmark."""
+    settings = result["settings"]
+    batch, window = result["batch_shape"]
+    first_loss = result["first_loss"]
+    quartiles = _ratios(result["ratio_quartiles"])
+    return [
+        "### 1. Training throughput",
+        "",
+        f"Batches of {batch} x {window} tokens. Each side ran "
+        f"{settings['warmup_steps']} warm-up steps and {settings['timed_steps']} "
+        "timed steps, alternating with the other side step by step. Took "
+        f"{result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        "| | seqkit Trainer | plain loop | ratio seqkit / plain | target | result |",
+        "|---|---|---|---|---|---|",
+        f"| tokens/s (median over steps) | {result['seqkit_tokens_per_s']:,.0f} | "
+        f"{result['plain_tokens_per_s']:,.0f} | **{result['ratio']:.3f}** | "
+        f">= {result['target']} | {_verdict(result['passed'])} |",
+        "",
+        f"Per-step ratio quartiles: {quartiles}. Ratio of the total times: "
+        f"{result['ratio_of_totals']:.3f}. First-step loss: seqkit "
+        f"{first_loss['seqkit']:.5f}, plain {first_loss['plain']:.5f}.",
+    ]
+
+
+def render_generation(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the generation benchmark."""
+    settings = result["settings"]
+    short, long = settings["short_tokens"], settings["long_tokens"]
+    times = result["per_token_us"]
+    return [
+        "### 2. Generation time per new token",
+        "",
+        f"Batch of 1, prompt {result['prompt']!r}, sampler `sample` at temperature "
+        f"{result['temperature']}; {settings['repeats']} repetitions, median. Took "
+        f"{result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        f"| | {short} new tokens | {long:,} new tokens | ratio {long:,} / {short} |",
+        "|---|---|---|---|",
+        f"| seqkit `generate_text` | {times[f'seqkit_{short}']:,.0f} us | "
+        f"{times[f'seqkit_{long}']:,.0f} us | **{result['seqkit_growth']:.3f}** |",
+        f"| plain nn.LSTM loop | {times[f'plain_{short}']:,.0f} us | "
+        f"{times[f'plain_{long}']:,.0f} us | {result['plain_growth']:.3f} |",
+        f"| ratio seqkit / plain | {result['seqkit_vs_plain_short']:.3f} | "
+        f"{result['seqkit_vs_plain_long']:.3f} | |",
+        "",
+        f"Target: seqkit's ratio {long:,} / {short} at most {result['target_growth']}: "
+        f"**{_verdict(result['passed'])}**. Ratio per repetition: "
+        f"{_ratios(result['seqkit_growths'])}.",
+    ]
+
+
+def render_memory(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the memory benchmark."""
+    corpus = result["corpus_bytes"]
+    peaks, ratios = result["peak_bytes"], result["corpus_ratios"]
+    versus = result["seqkit_vs_plain"]
+    target = result["target_ratio"]
+    return [
+        "### 3. Peak memory of loading and encoding the plays",
+        "",
+        f"Corpus: {result['files']} Markdown files, {corpus:,} bytes "
+        f"({_mib(corpus)}), encoded to {result['tokens']:,} tokens. Took "
+        f"{result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        "| meter | seqkit peak | seqkit / corpus | plain peak | plain / corpus "
+        f"| seqkit / plain | seqkit under {target:g}x corpus |",
+        "|---|---|---|---|---|---|---|",
+        f"| tracemalloc (Python allocations) | {_mib(peaks['seqkit_tracemalloc'])} | "
+        f"**{ratios['seqkit_tracemalloc']:.2f}x** | "
+        f"{_mib(peaks['plain_tracemalloc'])} | "
+        f"{ratios['plain_tracemalloc']:.2f}x | {versus['tracemalloc']:.3f} | "
+        f"{_verdict(result['passed'])} |",
+        f"| RSS growth (VmHWM) | {_mib(peaks['seqkit_rss'])} | "
+        f"{ratios['seqkit_rss']:.2f}x | {_mib(peaks['plain_rss'])} | "
+        f"{ratios['plain_rss']:.2f}x | {versus['rss']:.3f} | "
+        f"{'yes' if result['rss_under_target'] else 'no'} (not the target) |",
+    ]
+
+
+RENDERERS = {
+    "training": render_training,
+    "generation": render_generation,
+    "memory": render_memory,
+}
+
+
+def render_results(
+    machine: dict[str, Any], results: list[dict[str, Any]], command: str, date: str
+) -> str:
+    """Return the Markdown block that goes between the result markers."""
+    lines = render_machine(machine, command, date)
+    for result in results:
+        lines += ["", *RENDERERS[result["name"]](result)]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(page: Path, block: str) -> None:
+    """Replace the text between the result markers of `page` with `block`."""
+    text = page.read_text(encoding="utf-8")
+    start = text.find(START_MARKER)
+    end = text.find(END_MARKER)
+    if start == -1 or end < start:
+        raise ValueError(
+            f"{page} has no results section. Add the lines {START_MARKER} and "
+            f"{END_MARKER} where the results go"
+        )
+    head = text[: start + len(START_MARKER)]
+    page.write_text(f"{head}\n{block}{text[end:]}", encoding="utf-8")
