@@ -25,6 +25,10 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     try:
+        # mkstemp creates the file as 0600; give it the mode of any other file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "wb") as file:
             torch.save({"format": FORMAT, **payload}, file)
             file.flush()
@@ -49,10 +53,12 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for bad files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        # torch's own message may advise weights_only=False, which is unsafe for
+        # a file of unknown origin, so only the error type is shown.
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
-            f"seqkit checkpoint ({type(error).__name__}: {first_line[:200]})"
+            f"seqkit checkpoint ({type(error).__name__}); train again or restore "
+            "the file from a copy"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(

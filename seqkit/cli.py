@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
+# torch and the plugins are imported inside the command handlers, so that
+# `--help` is quick and Ctrl-C during start-up is handled like any other.
 from seqkit.errors import RecipeError, SeqkitError
 
 log = logging.getLogger("seqkit")
@@ -30,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
-        print(
-            "error: interrupted; the run folder keeps the last complete checkpoint, "
-            "continue with `seqkit run RECIPE --resume`",
-            file=sys.stderr,
-        )
+        print("error: interrupted", file=sys.stderr)
         return INTERRUPTED
 
 
@@ -66,13 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    generate = commands.add_parser("generate", help="generate text from a trained run")
-    generate.add_argument("run_dir", type=Path)
+    generate = commands.add_parser(
+        "generate",
+        help="generate text from a trained run",
+        description="Sampling flags override the recipe's sampler; without them "
+        "the recipe's sampler is used.",
+    )
+    generate.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
     generate.add_argument(
         "--prompt", default="", help="text to continue (default: start a new text)"
     )
     generate.add_argument(
-        "--max-new-tokens", type=int, default=300, help="tokens to add"
+        "--max-new-tokens", type=int, default=300, help="tokens to add (default: 300)"
     )
     generate.add_argument(
         "--temperature", type=float, help="0 is greedy; above 1 is more random"
@@ -87,15 +88,23 @@ def _parser() -> argparse.ArgumentParser:
         "--repetition-penalty", type=float, help="1 is off; above 1 repeats less"
     )
     generate.add_argument(
-        "--num-samples", type=int, default=1, help="texts to draw, as one batch"
+        "--num-samples",
+        type=int,
+        default=1,
+        help="texts to draw, as one batch (default: 1)",
     )
-    generate.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    generate.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for sampling; the same seed repeats the text (default: 0)",
+    )
     generate.set_defaults(handler=_generate)
 
     evaluate = commands.add_parser(
         "evaluate", help="print a run's test metrics as JSON"
     )
-    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
     evaluate.set_defaults(handler=_evaluate)
 
     plugins = commands.add_parser("plugins", help="list registered components by kind")
@@ -127,11 +136,12 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from seqkit.run import load_recipe, train
+    from seqkit.run import load_recipe, prepare_run_folder, train
+    from seqkit.training import LAST
 
     recipe, registry = load_recipe(args.recipe, args.overrides)
     run_dir = args.out or Path("runs") / args.recipe.stem
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(run_dir, args.resume)
     file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(message)s")
@@ -139,6 +149,25 @@ def _run(args: argparse.Namespace) -> int:
     log.addHandler(file_handler)
     try:
         metrics = train(recipe, registry, run_dir, resume=args.resume)
+    except KeyboardInterrupt:
+        if (run_dir / LAST).is_file():
+            log.error(
+                "interrupted; %s keeps the last saved step, continue with "
+                "`seqkit run %s --resume --out %s`",
+                run_dir / LAST,
+                args.recipe,
+                run_dir,
+            )
+        else:
+            log.error("interrupted before the first checkpoint; nothing to resume")
+        raise
+    except SeqkitError as error:
+        # main() prints the error on stderr; the run's log file keeps it too.
+        record = log.makeRecord(
+            log.name, logging.ERROR, __file__, 0, "%s", (error,), None
+        )
+        file_handler.handle(record)
+        raise
     finally:
         log.removeHandler(file_handler)
         file_handler.close()
@@ -148,6 +177,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import torch
+
     from seqkit.generation import generate_text
     from seqkit.run import load_run
 
@@ -186,6 +217,8 @@ def _check_generate_args(args: argparse.Namespace) -> None:
         raise SeqkitError(
             f"--max-new-tokens must be at least 1, got {args.max_new_tokens}"
         )
+    if not 0 <= args.seed < 2**63:
+        raise SeqkitError(f"--seed must be in [0, 2**63), got {args.seed}")
     if args.num_samples < 1:
         raise SeqkitError(f"--num-samples must be at least 1, got {args.num_samples}")
 

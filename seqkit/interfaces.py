@@ -258,6 +258,8 @@ class Metric(ABC):
     """Computes named scores from an `EvalResult`."""
 
     Options: ClassVar[type] = type(None)
+    # Tokenizer levels the metric is defined for ("char", "word"); None: any.
+    levels: ClassVar[tuple[str, ...] | None] = None
 
     @abstractmethod
     def compute(self, result: EvalResult) -> dict[str, float | str]:

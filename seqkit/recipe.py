@@ -156,16 +156,43 @@ def validate_recipe(
         section: _validate_component(table, section, registry, file)
         for section in COMPONENT_SECTIONS
     }
+    evaluate = schema.validate(
+        EvaluateOptions, table.get("evaluate", {}), "evaluate", file
+    )
+    _check_metrics(evaluate.metrics, registry, components["tokenizer"], file)
     return Recipe(
         file=file,
         base_dir=base_dir,
         plugins=_plugin_list(table.get("plugins", []), file, base_dir),
         train=schema.validate(TrainOptions, table.get("train", {}), "train", file),
-        evaluate=schema.validate(
-            EvaluateOptions, table.get("evaluate", {}), "evaluate", file
-        ),
+        evaluate=evaluate,
         **components,
     )
+
+
+def _check_metrics(
+    names: list[str], registry: Registry, tokenizer: Component, file: str
+) -> None:
+    """Reject unknown metrics and metrics that do not fit the tokenizer's level."""
+    available = registry.names("metric")
+    for index, name in enumerate(names):
+        key = f"evaluate.metrics[{index}]"
+        if name not in available:
+            raise RecipeError(
+                f"unknown metric plugin {name!r}.{suggest(name, available)} "
+                f"Available: {', '.join(available)}.",
+                file,
+                key,
+            )
+        levels = getattr(registry.get("metric", name), "levels", None)
+        level = getattr(tokenizer.cls, "level", None)
+        if levels is not None and level not in levels:
+            raise RecipeError(
+                f"metric {name!r} needs a tokenizer of level {' or '.join(levels)}, "
+                f"but tokenizer {tokenizer.plugin!r} is {level!r}",
+                file,
+                key,
+            )
 
 
 def _validate_component(
@@ -181,11 +208,11 @@ def _validate_component(
     options = dict(raw)
     name = options.pop("plugin", None)
     if isinstance(name, schema.CommandLineValue):
-        name = name.text
+        name, file = name.text, "--set"
     if not isinstance(name, str):
-        names = ", ".join(registry.names(section))
+        names = ", ".join(registry.names(section)) or "none installed"
         raise RecipeError(
-            f"missing or invalid `plugin` name; available: {names}",
+            f"missing or invalid `plugin` name. Available: {names}.",
             file,
             f"{section}.plugin",
         )
@@ -219,7 +246,9 @@ def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> dict:
     resolved = path.resolve()
     if resolved in seen:
         chain = " -> ".join(str(p) for p in (*seen, resolved))
-        raise RecipeError(f"`extends` forms a cycle: {chain}", str(path), "extends")
+        raise RecipeError(
+            f"the chain of recipes is a cycle: {chain}", str(path), "extends"
+        )
     try:
         with open(path, "rb") as handle:
             table = tomllib.load(handle)
@@ -273,13 +302,20 @@ def _apply_override(table: dict, assignment: str) -> None:
     key = key.strip()
     if not sep or not key:
         raise RecipeError(
-            f"invalid --set {assignment!r}; write it as section.key=value", "--set"
+            f"invalid value {assignment!r}; write it as section.key=value", "--set"
         )
     section, dot, name = key.partition(".")
-    if section not in TOP_LEVEL_KEYS or section in ("extends", "plugins"):
+    if section in ("extends", "plugins"):
         raise RecipeError(
-            f"unknown section `{section}`.{suggest(section, TOP_LEVEL_KEYS)} "
-            f"Valid: {', '.join(TOP_LEVEL_KEYS[2:])}.",
+            f"`{section}` cannot be changed with --set; edit the recipe file",
+            "--set",
+            key,
+        )
+    sections = TOP_LEVEL_KEYS[2:]
+    if section not in sections:
+        raise RecipeError(
+            f"unknown section `{section}`.{suggest(section, sections)} "
+            f"Valid: {', '.join(sections)}.",
             "--set",
             key,
         )

@@ -56,6 +56,11 @@ class Registry:
                     f"of name to class, got {type(result).__name__}"
                 )
             for name, cls in result.items():
+                if not isinstance(cls, type):
+                    raise PluginError(
+                        f"plugin {plugin_name!r}: hook {hook.name} maps {name!r} to "
+                        f"{cls!r}; the values must be component classes"
+                    )
                 if name in found:
                     other = found[name][1]
                     raise PluginError(
@@ -92,8 +97,19 @@ def create_registry(
     manager = pluggy.PluginManager("seqkit")
     manager.add_hookspecs(hookspecs)
     _load_entry_points(manager)
+    base_dir = base_dir or Path.cwd()
+    seen: set[str] = set()
     for spec in plugins:
-        module = _import_plugin(spec, base_dir or Path.cwd())
+        # The same file may be listed twice, for example once by a base recipe.
+        key = (
+            str(resolve_inside(base_dir, spec, "plugins"))
+            if spec.endswith(".py")
+            else spec
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        module = _import_plugin(spec, base_dir)
         # A recipe may name a module that is also installed as an entry point.
         if not manager.is_registered(module):
             _register(manager, module, spec)
@@ -143,9 +159,14 @@ def _register(manager: pluggy.PluginManager, module: object, name: str) -> None:
     try:
         manager.register(module, name=name)
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"plugin {name!r}: {error}") from None
-    except ValueError as error:
-        raise PluginError(f"plugin {name!r} cannot be registered: {error}") from None
+        # pluggy's message spans several lines; the CLI prints errors as one.
+        detail = " ".join(str(error).split())
+        raise PluginError(f"plugin {name!r} has an invalid hook: {detail}") from None
+    except ValueError:
+        raise PluginError(
+            f"plugin {name!r} cannot be registered: another plugin already has "
+            "that name"
+        ) from None
 
 
 def _import_plugin(spec: str, base_dir: Path) -> object:

@@ -15,7 +15,7 @@ import torch
 from seqkit import plots
 from seqkit.checkpoint import load_checkpoint
 from seqkit.context import BuildContext
-from seqkit.errors import RecipeError, SeqkitError
+from seqkit.errors import DataError, RecipeError, SeqkitError
 from seqkit.interfaces import Sampler, Tokenizer
 from seqkit.model import SequenceModel
 from seqkit.recipe import Recipe, read_recipe, validate_recipe
@@ -23,7 +23,7 @@ from seqkit.registry import Registry, create_registry
 from seqkit.task import Task
 from seqkit.tomlwriter import dumps
 from seqkit.training import BEST, LAST, Trainer, resolve_device
-from seqkit.vocab import Vocabulary
+from seqkit.vocab import SPECIALS, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ def build(
         vocabularies = task_cls.build_vocabularies(splits, tokenizer)
     for name, vocab in vocabularies.items():
         log.info("%s vocabulary: %d tokens", name, len(vocab))
+        if len(vocab) <= len(SPECIALS):
+            raise DataError(
+                f"the {name} vocabulary contains only the special tokens "
+                f"{', '.join(SPECIALS)}; lower tokenizer.min_count or check the data"
+            )
 
     # model
     context.vocab = vocabularies["target"]
@@ -127,6 +132,7 @@ def train(
     """
     run_dir = Path(run_dir)
     options = recipe.train
+    prepare_run_folder(run_dir, resume)
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     seed_everything(options.seed)
@@ -139,7 +145,6 @@ def train(
     vocabularies = _vocabularies(checkpoint) if checkpoint else None
     built = build(recipe, registry, vocabularies)
     built.model.to(device)
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.toml").write_text(dumps(recipe.to_table()), encoding="utf-8")
     parameters = sum(p.numel() for p in built.model.parameters())
     log.info("model: %s parameters", f"{parameters:,}")
@@ -203,6 +208,11 @@ def write_samples(built: Built, path: Path) -> None:
 def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     """Rebuild a trained run from its folder, with its stored vocabularies."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise SeqkitError(
+            f"expected a run folder, got the file {run_dir}; pass the folder that "
+            "contains checkpoint.pt"
+        )
     if not run_dir.is_dir():
         raise SeqkitError(
             f"run folder not found: {run_dir}; pass the --out folder of `seqkit run`"
@@ -224,6 +234,44 @@ def _vocabularies(checkpoint: dict) -> dict[str, Vocabulary]:
     }
 
 
+# [train] keys that a resumed run cannot change: the restored optimizer,
+# schedule and data order were built from them.
+FIXED_ON_RESUME = (
+    "batch_size",
+    "seq_len",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    "warmup_steps",
+    "seed",
+)
+
+
+def prepare_run_folder(run_dir: Path, resume: bool) -> None:
+    """Create `run_dir`, refusing to mix a new run into an existing one."""
+    if resume:
+        if not (run_dir / LAST).is_file():
+            raise SeqkitError(
+                f"nothing to resume: {run_dir / LAST} does not exist; start the run "
+                "without --resume"
+            )
+        return
+    existing = [name for name in (BEST, LAST) if (run_dir / name).exists()]
+    if existing:
+        raise SeqkitError(
+            f"run folder {run_dir} already contains a run ({', '.join(existing)}); "
+            "continue it with --resume, or choose another folder with --out"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SeqkitError(
+            f"cannot create run folder {run_dir}: {error.strerror}; choose another "
+            "folder with --out"
+        ) from None
+
+
 def _check_same_model(stored: dict, current: dict, path: Path) -> None:
     for section in ("data", "tokenizer", "encoder", "decoder"):
         if stored.get(section) != current.get(section):
@@ -232,3 +280,19 @@ def _check_same_model(stored: dict, current: dict, path: Path) -> None:
                 "needs the same data, tokenizer and model. Start a new run with --out",
                 key=section,
             )
+    stored_train, current_train = stored.get("train", {}), current.get("train", {})
+    changed = [
+        key
+        for key in FIXED_ON_RESUME
+        if stored_train.get(key) != current_train.get(key)
+    ]
+    if changed:
+        listed = ", ".join(
+            f"{key} {stored_train.get(key)!r} -> {current_train.get(key)!r}"
+            for key in changed
+        )
+        raise RecipeError(
+            f"resuming cannot change {listed}; the checkpoint in {path} was trained "
+            "with the stored values. Resume with the same values or start a new run",
+            key="train",
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 
 import pytest
 import torch
@@ -185,3 +187,25 @@ def test_load_run_truncated_checkpoint(tmp_path, char_run):
         load_run(run_dir)
 
     assert str(run_dir / "checkpoint.pt") in str(caught.value)
+
+
+def test_saved_file_follows_umask(tmp_path):
+    path = tmp_path / "mode.pt"
+    old = os.umask(0o022)
+    try:
+        save_checkpoint({"x": torch.zeros(1)}, path)
+    finally:
+        os.umask(old)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_corrupt_message_hides_unsafe_advice(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"obj": Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>"])}, path)
+
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+
+    assert "weights_only" not in str(caught.value)
+    assert str(path) in str(caught.value)

@@ -300,8 +300,73 @@ def test_interrupt_exits_130(tmp_path, monkeypatch):
     code, _, err = run_cli("run", DATA_DIR / "base.toml", "--out", tmp_path / "run")
 
     assert code == 130
-    assert err.startswith("error: interrupted;")
-    assert "seqkit run RECIPE --resume" in err
+    assert "interrupted before the first checkpoint; nothing to resume" in err
+    assert err.endswith("error: interrupted\n")
+    log_text = (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
+    assert "interrupted before the first checkpoint" in log_text
+
+
+def test_interrupt_after_checkpoint_names_resume(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+
+    def interrupted(recipe, registry, folder, **kwargs):
+        (folder / "last.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("seqkit.run.train", interrupted)
+    recipe = DATA_DIR / "base.toml"
+
+    code, _, err = run_cli("run", recipe, "--out", run_dir)
+
+    assert code == 130
+    assert f"continue with `seqkit run {recipe} --resume --out {run_dir}`" in err
+
+
+def test_run_refuses_existing_run(cli_run):
+    run_dir, _ = cli_run
+
+    code, _, err = run_cli("run", DATA_DIR / "base.toml", "--out", run_dir)
+
+    assert code == 2
+    assert err.startswith(f"error: run folder {run_dir} already contains a run")
+    assert "--resume" in err
+
+
+def test_resume_without_checkpoint(tmp_path):
+    code, _, err = run_cli(
+        "run", DATA_DIR / "base.toml", "--out", tmp_path / "new", "--resume"
+    )
+
+    assert code == 2
+    assert err.startswith("error: nothing to resume:")
+
+
+def test_out_on_a_file_is_user_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x", encoding="utf-8")
+
+    code, _, err = run_cli("run", DATA_DIR / "base.toml", "--out", target / "run")
+
+    assert code == 2
+    assert err.startswith(f"error: cannot create run folder {target / 'run'}")
+
+
+def test_generate_on_checkpoint_file(cli_run):
+    run_dir, _ = cli_run
+
+    code, _, err = run_cli("generate", run_dir / "checkpoint.pt")
+
+    assert code == 2
+    assert err.startswith("error: expected a run folder, got the file")
+
+
+def test_generate_seed_out_of_range(cli_run):
+    run_dir, _ = cli_run
+
+    code, _, err = run_cli("generate", run_dir, "--seed", str(2**64))
+
+    assert code == 2
+    assert err.startswith("error: --seed must be in [0, 2**63)")
 
 
 def test_repeated_main_logs_once(cli_run, capsys):

@@ -130,3 +130,14 @@ def test_metrics_from_loss():
     assert Perplexity().compute(EvalResult(loss=1e6, tokens=1, level="word"))[
         "ppl"
     ] == math.exp(700.0)
+
+
+def test_special_only_vocabulary_rejected(tmp_path):
+    path = write_recipe(tmp_path, char_recipe(tokenizer={"min_count": 100000}))
+    recipe, registry = load_recipe(path)
+
+    with pytest.raises(DataError) as caught:
+        build(recipe, registry)
+
+    assert "the target vocabulary contains only the special tokens" in str(caught.value)
+    assert "tokenizer.min_count" in str(caught.value)

@@ -261,7 +261,7 @@ def test_extends_cycle_rejected():
         read_recipe(DATA_DIR / "cycle_a.toml")
     message = str(caught.value)
 
-    assert "`extends` forms a cycle" in message
+    assert "the chain of recipes is a cycle" in message
     assert "cycle_a.toml -> " in message
     assert "cycle_b.toml -> " in message
 
@@ -335,3 +335,25 @@ def test_recipe_folder_copy_still_loads(tmp_path):
 
     with pytest.raises(RecipeError, match="unknown decoder plugin 'transformer'"):
         load_recipe(tmp_path / "child.toml")
+
+
+def test_unknown_metric_rejected_before_training(tmp_path):
+    path = write_recipe(tmp_path, char_recipe(evaluate={"metrics": ["bleu"]}))
+
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = str(caught.value)
+
+    assert "`evaluate.metrics[0]`: unknown metric plugin 'bleu'" in message
+    assert "Available: bpc, perplexity." in message
+
+
+def test_bpc_rejected_for_word_tokenizer(tmp_path):
+    table = char_recipe(tokenizer={"plugin": "word"}, evaluate={"metrics": ["bpc"]})
+    path = write_recipe(tmp_path, table)
+
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+
+    assert "metric 'bpc' needs a tokenizer of level char" in str(caught.value)
+    assert "tokenizer 'word' is 'word'" in str(caught.value)

@@ -213,3 +213,48 @@ def test_misspelled_hook_rejected(tmp_path):
 
     assert "plugin 'typo.py' implements unknown hook 'seqkit_add_sampler'" in message
     assert "Did you mean `seqkit_add_samplers`?" in message
+
+
+def test_hook_value_must_be_class(tmp_path):
+    text = """
+    from seqkit import hookimpl
+
+
+    @hookimpl
+    def seqkit_add_metrics():
+        return {"weird": 42}
+    """
+    write_plugin(tmp_path, "number.py", text)
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["number.py"], tmp_path)
+
+    assert "hook seqkit_add_metrics maps 'weird' to 42" in str(caught.value)
+
+
+def test_wrong_hook_signature_one_line(tmp_path):
+    text = """
+    from seqkit import hookimpl
+
+
+    @hookimpl
+    def seqkit_add_samplers(registry):
+        return {}
+    """
+    write_plugin(tmp_path, "signature.py", text)
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["signature.py"], tmp_path)
+    message = str(caught.value)
+
+    assert message.startswith("plugin 'signature.py' has an invalid hook:")
+    assert "registry" in message
+    assert "\n" not in message
+
+
+def test_same_plugin_file_listed_twice(tmp_path):
+    write_plugin(tmp_path, "twice.py", sampler_plugin("twice"))
+
+    registry = create_registry(["twice.py", "./twice.py"], tmp_path)
+
+    assert registry.provider("sampler", "twice") == "twice.py"

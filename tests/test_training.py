@@ -10,7 +10,7 @@ import torch
 from helpers import CHAR_RECIPE, char_recipe, train_recipe, write_recipe
 from seqkit_builtins.language_model import LanguageModelTask
 
-from seqkit.errors import RecipeError, TrainingError
+from seqkit.errors import RecipeError, SeqkitError, TrainingError
 from seqkit.interfaces import EvalResult
 from seqkit.recipe import TrainOptions
 from seqkit.run import load_recipe, load_run, train
@@ -104,6 +104,37 @@ def test_resume_rejects_changed_model(tmp_path):
 
     assert "section [decoder] differs from the one stored in" in str(caught.value)
     assert "last.pt" in str(caught.value)
+
+
+def test_resume_rejects_changed_lr(tmp_path):
+    path = write_recipe(tmp_path, CHAR_RECIPE)
+    train_recipe(path, tmp_path / "run", stop_at=1)
+    recipe, registry = load_recipe(path, ["train.lr=0.1"])
+
+    with pytest.raises(RecipeError) as caught:
+        train(recipe, registry, tmp_path / "run", resume=True)
+
+    assert "resuming cannot change lr 0.002 -> 0.1" in str(caught.value)
+
+
+def test_resume_accepts_longer_max_steps(tmp_path):
+    path = write_recipe(tmp_path, CHAR_RECIPE)
+    train_recipe(path, tmp_path / "run", stop_at=2)
+    recipe, registry = load_recipe(path, ["train.max_steps=8"])
+
+    train(recipe, registry, tmp_path / "run", resume=True)
+
+    history = load_run(tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert history.recipe.train.max_steps == 8
+
+
+def test_new_run_refuses_used_folder(tmp_path, char_run):
+    path = write_recipe(tmp_path, CHAR_RECIPE)
+    recipe, registry = load_recipe(path)
+
+    with pytest.raises(SeqkitError, match="already contains a run"):
+        train(recipe, registry, char_run)
 
 
 def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):

@@ -8,7 +8,9 @@ from seqkit import BuildContext, EvalResult, Metric, hookimpl
 
 
 class BitsPerCharacter(Metric):
-    """Cross-entropy in bits per token: bits per character with a char tokenizer."""
+    """Cross-entropy in bits per character, for character-level tokenizers."""
+
+    levels = ("char",)
 
     def __init__(self, options: None = None, context: BuildContext | None = None):
         pass
