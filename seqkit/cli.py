@@ -201,7 +201,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _check_generate_args(args: argparse.Namespace) -> None:
-    if args.temperature is not None and args.temperature < 0:
+    if args.temperature is not None and not args.temperature >= 0:
         raise SeqkitError(
             f"--temperature must be 0 (greedy) or positive, got {args.temperature}"
         )
@@ -209,7 +209,7 @@ def _check_generate_args(args: argparse.Namespace) -> None:
         raise SeqkitError(f"--top-k must be at least 1, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise SeqkitError(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.repetition_penalty is not None and args.repetition_penalty < 1:
+    if args.repetition_penalty is not None and not args.repetition_penalty >= 1:
         raise SeqkitError(
             f"--repetition-penalty must be at least 1, got {args.repetition_penalty}"
         )

@@ -67,6 +67,13 @@ class TrainOptions:
     eval_batches: int | None = field(
         default=None, metadata={"min": 1, "help": "cap on validation batches per check"}
     )
+    checkpoint_every: int = field(
+        default=100,
+        metadata={
+            "min": 0,
+            "help": "write last.pt every N steps; 0: at validations only",
+        },
+    )
     patience: int | None = field(
         default=None,
         metadata={"min": 1, "help": "stop after N validations without improvement"},

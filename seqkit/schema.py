@@ -9,6 +9,7 @@ lists of those, and `X | None`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -147,7 +148,8 @@ def _check_scalar(hint: Any, value: Any, path: str, file: str | None) -> Any:
 def _check_bounds(
     spec: dataclasses.Field, value: Any, path: str, file: str | None
 ) -> None:
-    # `not value >= low` also rejects NaN, which compares false with everything.
+    if isinstance(value, float) and math.isnan(value):
+        raise RecipeError("expected a number, got nan", file, path)
     low = spec.metadata.get("min")
     if low is not None and value is not None and not value >= low:
         raise RecipeError(f"must be at least {low}, got {value!r}", file, path)
@@ -157,7 +159,11 @@ def _check_bounds(
 
 
 def _from_text(hint: Any, text: str, path: str, file: str | None) -> Any:
-    """Convert `--set` text to the field's type: strings stay as typed."""
+    """Convert `--set` text to the field's type.
+
+    Text for a string field is taken as typed, unless it is a quoted TOML
+    string, so `prompt=ROMEO:` and `prompt="ROMEO:"` give the same value.
+    """
     arms = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if text in ("none", "None", "null"):
@@ -167,12 +173,20 @@ def _from_text(hint: Any, text: str, path: str, file: str | None) -> Any:
         typing.get_origin(hint) is Literal
         and all(isinstance(c, str) for c in typing.get_args(hint))
     ):
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+            try:
+                return tomllib.loads(f"value = {text}")["value"]
+            except tomllib.TOMLDecodeError:
+                return text
         return text
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
+        example = ' such as ["a", "b"]' if typing.get_origin(hint) is list else ""
         raise RecipeError(
-            f"cannot read {text!r} as {_type_name(hint)}", file or "--set", path
+            f"cannot read {text!r} as {_type_name(hint)}; write a TOML value{example}",
+            file or "--set",
+            path,
         ) from None
 
 

@@ -237,6 +237,9 @@ class Trainer:
                     break
                 # keep validation time out of the next tokens/s figure
                 window_start = time.perf_counter()
+            elif every := options.checkpoint_every:
+                if self.state.step % every == 0:
+                    save_checkpoint(self.payload(), self.run_dir / LAST)
         if progress is not None:
             progress.close()
         save_checkpoint(self.payload(), self.run_dir / LAST)

@@ -258,7 +258,7 @@ def test_user_error_one_line(tmp_path, monkeypatch, argv, expected):
             ["--temperature", "-1"],
             "error: --temperature must be 0 (greedy) or positive",
         ),
-        (["--temperature", "nan"], "`sampler.temperature`: temperature must be 0"),
+        (["--temperature", "nan"], "error: --temperature must be 0 (greedy) or"),
         (["--num-samples", "0"], "error: --num-samples must be at least 1, got 0"),
         (
             ["--max-new-tokens", "0"],

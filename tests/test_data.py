@@ -118,8 +118,15 @@ def test_unknown_play_lists_available():
         shakespeare(plays=["macbeth", "cardenio"]).load()
     message = str(caught.value)
 
-    assert "unknown play(s) cardenio in data.plays" in message
-    assert "macbeth" in message.split("available:")[1]
+    assert message.startswith("`data.plays[1]`: unknown play 'cardenio'.")
+    assert "macbeth" in message.split("Available:")[1]
+
+
+def test_misspelled_play_suggests_nearest():
+    with pytest.raises(DataError) as caught:
+        shakespeare(plays=["macbth"]).load()
+
+    assert "Did you mean `macbeth`?" in str(caught.value)
 
 
 def test_shakespeare_split_deterministic():

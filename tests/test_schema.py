@@ -65,7 +65,7 @@ def test_values_kept():
         ({"size": 0}, "r.toml: `section.size`: must be at least 1, got 0"),
         ({"size": 11}, "r.toml: `section.size`: must be at most 10, got 11"),
         ({"size": 2.5}, "r.toml: `section.size`: expected int, got float 2.5"),
-        ({"ratio": math.nan}, "r.toml: `section.ratio`: must be at least 0.0, got nan"),
+        ({"ratio": math.nan}, "r.toml: `section.ratio`: expected a number, got nan"),
         ({"ratio": 1.5}, "r.toml: `section.ratio`: must be at most 1.0, got 1.5"),
         ({"flag": "yes"}, "r.toml: `section.flag`: expected bool, got str 'yes'"),
         ({"words": ["a", 1]}, "r.toml: `section.words[1]`: expected str, got int 1"),
@@ -136,10 +136,19 @@ def test_command_line_text_converted(name, text, expected):
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("size", "many", "--set: `s.size`: cannot read 'many' as int"),
+        (
+            "size",
+            "many",
+            "--set: `s.size`: cannot read 'many' as int; write a TOML value",
+        ),
         ("size", "0", "--set: `s.size`: must be at least 1, got 0"),
         ("flag", "1", "--set: `s.flag`: expected bool, got int 1"),
-        ("words", "a", "--set: `s.words`: cannot read 'a' as list[str]"),
+        (
+            "words",
+            "a",
+            "--set: `s.words`: cannot read 'a' as list[str]; write a TOML value "
+            'such as ["a", "b"]',
+        ),
     ],
 )
 def test_command_line_errors_name_set(name, text, expected):
@@ -170,3 +179,12 @@ def test_to_table_drops_none():
     assert table["words"] == ["a"]
     assert table["size"] == 4
     assert schema.to_table(None) == {}
+
+
+@pytest.mark.parametrize("text", ['"ROMEO:"', "'ROMEO:'", "ROMEO:"])
+def test_command_line_string_quotes_optional(text):
+    options = schema.validate(
+        ExampleOptions, {"name": CommandLineValue(text)}, "s", None
+    )
+
+    assert options.name == "ROMEO:"

@@ -10,6 +10,7 @@ import torch
 from helpers import CHAR_RECIPE, char_recipe, train_recipe, write_recipe
 from seqkit_builtins.language_model import LanguageModelTask
 
+from seqkit import training
 from seqkit.errors import RecipeError, SeqkitError, TrainingError
 from seqkit.interfaces import EvalResult
 from seqkit.recipe import TrainOptions
@@ -273,3 +274,19 @@ def test_metrics_val_loss_covers_whole_split(tmp_path):
     capped = read(tmp_path / "run", "checkpoint.pt")["train_state"]["best_loss"]
     assert metrics["val_loss"] == built.task.evaluate(built.model, "valid").loss
     assert metrics["val_loss"] != capped
+
+
+def test_checkpoint_every_writes_last(tmp_path, monkeypatch):
+    saved = []
+    real_save = training.save_checkpoint
+
+    def record(payload, path):
+        saved.append((payload["train_state"]["step"], path.name))
+        real_save(payload, path)
+
+    monkeypatch.setattr(training, "save_checkpoint", record)
+    table = char_recipe(train={"eval_every": 5, "checkpoint_every": 2})
+    train_recipe(write_recipe(tmp_path, table), tmp_path / "run")
+
+    last_steps = [step for step, name in saved if name == "last.pt"]
+    assert last_steps[:4] == [2, 4, 5, 6]

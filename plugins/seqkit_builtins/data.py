@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqkit import BuildContext, DataError, DataSource, Example, Splits, hookimpl
+from seqkit.errors import suggest
 from seqkit.paths import resolve_inside
 from seqkit.text import normalize, read_text
 
@@ -133,12 +134,12 @@ class ShakespeareSource(DataSource):
         if not self.options.plays:
             return files
         by_name = {path.stem: path for path in files}
-        missing = [name for name in self.options.plays if name not in by_name]
-        if missing:
-            raise DataError(
-                f"unknown play(s) {', '.join(missing)} in data.plays; available: "
-                + ", ".join(sorted(by_name))
-            )
+        for index, name in enumerate(self.options.plays):
+            if name not in by_name:
+                raise DataError(
+                    f"`data.plays[{index}]`: unknown play {name!r}."
+                    f"{suggest(name, by_name)} Available: {', '.join(sorted(by_name))}."
+                )
         return [by_name[name] for name in self.options.plays]
 
     def check(self) -> None:
