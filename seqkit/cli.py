@@ -262,7 +262,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from seqkit import schema
     from seqkit.registry import KINDS, create_registry
 
     registry = create_registry()
@@ -276,10 +275,22 @@ def _plugins(args: argparse.Namespace) -> int:
             )
             if args.show_options:
                 # Task classes take no options and define no Options.
-                options_type = getattr(cls, "Options", type(None))
-                for option, type_name, default, help_text in schema.describe(
-                    options_type
-                ):
-                    suffix = f"  {help_text}" if help_text else ""
-                    print(f"      {option}: {type_name} = {default!r}{suffix}")
+                _print_options(getattr(cls, "Options", type(None)), "      ")
+    if args.show_options:
+        from seqkit.recipe import EvaluateOptions, TrainOptions
+
+        for section, options_type in (
+            ("train", TrainOptions),
+            ("evaluate", EvaluateOptions),
+        ):
+            print(f"[{section}]:")
+            _print_options(options_type, "  ")
     return 0
+
+
+def _print_options(options_type: type, indent: str) -> None:
+    from seqkit import schema
+
+    for option, type_name, default, help_text in schema.describe(options_type):
+        suffix = f"  {help_text}" if help_text else ""
+        print(f"{indent}{option}: {type_name} = {default!r}{suffix}")

@@ -133,7 +133,7 @@ class Recipe:
             if component is not None:
                 table[section] = {
                     "plugin": component.plugin,
-                    **schema.to_table(component.options),
+                    **schema.to_table(component.options, self.base_dir),
                 }
         table["train"] = schema.to_table(self.train)
         table["evaluate"] = schema.to_table(self.evaluate)

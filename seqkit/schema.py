@@ -13,6 +13,7 @@ import math
 import tomllib
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 from seqkit.errors import RecipeError, suggest
@@ -62,16 +63,31 @@ def validate(options_type: type, table: dict, key: str, file: str | None) -> Any
     return options_type(**values)
 
 
-def to_table(options: Any) -> dict:
-    """Return the options as a TOML-ready table, leaving out None values."""
+def to_table(options: Any, base_dir: Path | None = None) -> dict:
+    """Return the options as a TOML-ready table, leaving out None values.
+
+    With `base_dir`, fields marked `metadata={"path": True}` (a path or a list
+    of paths) are made absolute, so the table still works from another folder.
+    """
     if options is None or not dataclasses.is_dataclass(options):
         return {}
     table = {}
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
-        if value is not None:
-            table[f.name] = list(value) if isinstance(value, tuple) else value
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        if base_dir is not None and f.metadata.get("path"):
+            value = _absolute(value, base_dir)
+        table[f.name] = value
     return table
+
+
+def _absolute(value: str | list[str], base_dir: Path) -> str | list[str]:
+    if isinstance(value, list):
+        return [str(base_dir.resolve() / item) for item in value]
+    return str(base_dir.resolve() / value)
 
 
 def describe(options_type: type) -> list[tuple[str, str, Any, str]]:

@@ -396,3 +396,12 @@ def test_module_entry_user_error(tmp_path):
     assert result.stderr.startswith("error: ")
     assert result.stderr.count("\n") == 1
     assert "`train.batch_size`: expected int, got str 'big'" in result.stderr
+
+
+def test_plugins_verbose_lists_train_defaults():
+    code, out, _ = run_cli("plugins", "--verbose")
+
+    assert code == 0
+    assert "[train]:\n  epochs: int = 1  passes over the training split\n" in out
+    assert "  lr: float = 0.002  peak learning rate\n" in out
+    assert "[evaluate]:\n" in out

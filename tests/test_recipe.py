@@ -357,3 +357,19 @@ def test_bpc_rejected_for_word_tokenizer(tmp_path):
 
     assert "metric 'bpc' needs a tokenizer of level char" in str(caught.value)
     assert "tokenizer 'word' is 'word'" in str(caught.value)
+
+
+def test_resolved_recipe_has_absolute_data_paths(tmp_path):
+    corpus = tmp_path / "project" / "corpus"
+    corpus.mkdir(parents=True)
+    (corpus / "a.txt").write_text("To be, or not to be\n" * 60, encoding="utf-8")
+    table = char_recipe()
+    table["data"] = {"plugin": "text", "paths": ["corpus/*.txt"], "test_fraction": 0.2}
+    recipe, _ = load_recipe(write_recipe(tmp_path / "project", table))
+
+    resolved = recipe.to_table()
+    moved = write_recipe(tmp_path / "elsewhere", resolved)
+    reloaded, registry = load_recipe(moved)
+
+    assert resolved["data"]["paths"] == [str(corpus.resolve() / "*.txt")]
+    assert len(build(reloaded, registry).task.streams["train"]) > 100

@@ -32,7 +32,7 @@ class ShakespeareOptions:
 class TextOptions:
     paths: list[str] = field(
         default_factory=list,
-        metadata={"help": "UTF-8 files or globs, relative to the recipe"},
+        metadata={"path": True, "help": "UTF-8 files or globs, relative to the recipe"},
     )
     valid_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 0.5})
