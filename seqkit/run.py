@@ -153,6 +153,7 @@ def train(
         "vocabularies": {name: v.to_list() for name, v in built.vocabularies.items()},
         "recipe": recipe.to_table(),
         "base_dir": str(recipe.base_dir.resolve()),
+        "data_fingerprint": built.task.fingerprint() or "",
     }
     trainer = Trainer(built.model, built.task, options, run_dir, extra)
     if resume:
@@ -223,6 +224,13 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     registry = create_registry(table.get("plugins", []), run_dir)
     recipe = validate_recipe(table, registry, str(run_dir / "recipe.toml"), base_dir)
     built = build(recipe, registry, _vocabularies(checkpoint), load_data=load_data)
+    stored = checkpoint.get("data_fingerprint")
+    if load_data and stored and built.task.fingerprint() != stored:
+        log.warning(
+            "the data read now differ from the data %s was trained on; its "
+            "metrics will not match the run's metrics.json",
+            run_dir,
+        )
     built.model.load_state_dict(checkpoint["model"])
     built.model.eval()
     return built

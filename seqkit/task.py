@@ -64,6 +64,13 @@ class Task(ABC):
     ) -> EvalResult:
         """Measure the model on `split` ("valid" or "test")."""
 
+    def fingerprint(self) -> str | None:
+        """Return a digest of the prepared data, or None when the task has none.
+
+        A run stores it, so reloading the data later can tell when it changed.
+        """
+        return None
+
     @abstractmethod
     def samples(
         self, model: SequenceModel, sampler: Sampler, generator: torch.Generator

@@ -405,3 +405,20 @@ def test_plugins_verbose_lists_train_defaults():
     assert "[train]:\n  epochs: int = 1  passes over the training split\n" in out
     assert "  lr: float = 0.002  peak learning rate\n" in out
     assert "[evaluate]:\n" in out
+
+
+def test_evaluate_warns_when_data_changed(tmp_path):
+    corpus = tmp_path / "macbeth.txt"
+    corpus.write_text(MACBETH_LINES * 3, encoding="utf-8")
+    table = char_recipe(train={"max_steps": 2})
+    table["data"] = {"plugin": "text", "paths": ["macbeth.txt"]}
+    recipe = write_recipe(tmp_path, table)
+    assert run_cli("run", recipe, "--out", tmp_path / "run")[0] == 0
+
+    _, _, unchanged = run_cli("evaluate", tmp_path / "run")
+    corpus.write_text(MACBETH_LINES.upper() * 3, encoding="utf-8")
+    code, _, changed = run_cli("evaluate", tmp_path / "run")
+
+    assert "differ from the data" not in unchanged
+    assert code == 0
+    assert "the data read now differ from the data" in changed

@@ -5,6 +5,7 @@ Shapes: B batch, T window length (`train.seq_len`), V vocabulary size.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -84,6 +85,13 @@ class LanguageModelTask(Task):
                     f"data.{name}_fraction above 0"
                 )
         self._epoch_starts: tuple[int, Tensor] | None = None
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for name in ("train", "valid", "test"):
+            digest.update(name.encode())
+            digest.update(self.streams[name].numpy().tobytes())
+        return digest.hexdigest()
 
     def steps_per_epoch(self) -> int:
         windows = (len(self.streams["train"]) - 1) // self.recipe.train.seq_len
