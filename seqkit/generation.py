@@ -30,6 +30,7 @@ def generate_text(
     An empty prompt starts from `<bos>`, the start of a new document. A
     non-empty prompt starts from the zero state, the state every training
     window starts from, so it continues text from anywhere in a document.
+    Generation never emits `<pad>`, `<bos>` or `<unk>`.
     Prompt tokens missing from the
     vocabulary become `<unk>` and are named in a warning. Each result is the
     prompt followed by the generated text.
@@ -53,7 +54,7 @@ def generate_text(
 
     # generate: the sampler feeds the last prompt token, then its own tokens
     result = sampler.generate(
-        StepModel(model.decoder),
+        StepModel(model.decoder, banned=(vocab.pad_id, vocab.bos_id, vocab.unk_id)),
         state,
         prefix[:, -1],
         max_new_tokens,

@@ -16,6 +16,7 @@ Samplers drive only `Decoder.step`, so every sampler works with every decoder.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -142,15 +143,24 @@ class Generation:
 
 @dataclass
 class StepModel:
-    """The decoder and its conditioning, the view of the model a sampler uses."""
+    """The decoder and its conditioning, the view of the model a sampler uses.
+
+    banned: token ids that get probability 0 at every step, such as `<pad>`.
+    """
 
     decoder: Decoder
     encoder_output: EncoderOutput | None = None
+    banned: tuple[int, ...] = ()
 
     def step(self, token: Tensor, state: State) -> tuple[Tensor, State]:
         """Return log-probabilities (B, V) for the next token and the new state."""
         output = self.decoder.step(token, state, self.encoder_output)
-        return torch.log_softmax(output.logits.float(), dim=-1), output.state
+        logits = output.logits.float()  # (B, V)
+        if self.banned:
+            logits = logits.index_fill(
+                1, logits.new_tensor(self.banned).long(), -math.inf
+            )
+        return torch.log_softmax(logits, dim=-1), output.state
 
 
 class Sampler(ABC):

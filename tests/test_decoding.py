@@ -13,6 +13,7 @@ from seqkit.decoding import (
     apply_top_p,
     run_steps,
 )
+from seqkit.interfaces import DecoderOutput, StepModel
 
 NEG_INF = float("-inf")
 
@@ -186,3 +187,18 @@ def test_run_steps_passes_seen_tokens():
 
     # `seen` is the last prompt token followed by the tokens chosen so far.
     assert seen_by_step == [[[4]], [[4, 5]], [[4, 5, 6]]]
+
+
+def test_step_model_bans_tokens():
+    class FlatDecoder(torch.nn.Module):
+        def step(self, token, state, encoder_output=None):
+            logits = torch.zeros(token.shape[0], 5)
+            logits[:, 1] = 50.0
+            return DecoderOutput(logits, state)
+
+    log_probs, _ = StepModel(FlatDecoder(), banned=(1, 2)).step(torch.tensor([0]), None)
+
+    assert log_probs[0, 1] == float("-inf")
+    assert log_probs[0, 2] == float("-inf")
+    assert log_probs[0].exp().sum().item() == pytest.approx(1.0)
+    assert log_probs[0, 0].item() == pytest.approx(math.log(1 / 3))

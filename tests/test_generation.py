@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -141,3 +142,30 @@ def test_greedy_samples_identical(built):
     texts = generate(built, "MACBETH:", max_new_tokens=20, num_samples=3)
 
     assert texts[0] == texts[1] == texts[2]
+
+
+def test_generation_never_emits_specials(built):
+    model = copy.deepcopy(built.model)
+    vocab = built.vocabularies["target"]
+    with torch.no_grad():
+        for banned in (vocab.pad_id, vocab.bos_id, vocab.unk_id):
+            model.decoder.output.bias[banned] = 100.0
+    sampler = RandomSampler(SampleOptions(temperature=1.0))
+
+    texts = generate_text(
+        model,
+        built.tokenizer,
+        vocab,
+        sampler,
+        prompt="MACBETH:",
+        max_new_tokens=40,
+        num_samples=4,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+    assert len(texts) == 4
+    for text in texts:
+        assert "<unk>" not in text
+        assert "<pad>" not in text
+        assert "<bos>" not in text
+        assert len(text) > len("MACBETH:")
