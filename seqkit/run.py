@@ -86,8 +86,10 @@ def build(
         if splits is None:
             raise SeqkitError("building vocabularies needs the training data")
         vocabularies = task_cls.build_vocabularies(splits, tokenizer)
+        for name, vocab in vocabularies.items():
+            log.info("%s vocabulary: %d tokens", name, len(vocab))
     for name, vocab in vocabularies.items():
-        log.info("%s vocabulary: %d tokens", name, len(vocab))
+        log.debug("%s vocabulary: %d tokens", name, len(vocab))
         if len(vocab) <= len(SPECIALS):
             raise DataError(
                 f"the {name} vocabulary contains only the special tokens "
