@@ -13,6 +13,9 @@ from pathlib import Path
 from seqkit.errors import RecipeError, SeqkitError
 
 log = logging.getLogger("seqkit")
+# The core and the built-in plugins log under these names; both reach the
+# terminal and the run's train.log.
+LOGGERS = (log, logging.getLogger("seqkit_builtins"))
 
 USER_ERROR = 2
 INTERRUPTED = 130
@@ -107,6 +110,34 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
     evaluate.set_defaults(handler=_evaluate)
 
+    classify = commands.add_parser(
+        "classify",
+        help="label texts with a classification run",
+        description="Prints one line per input text: the most likely label and its "
+        "probability, separated by a tab, or with --top-k N the N most likely "
+        "labels as tab-separated label:probability pairs.",
+    )
+    classify.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
+    classify.add_argument(
+        "text", nargs="*", help="texts to label (default: the lines of stdin)"
+    )
+    classify.add_argument(
+        "--top-k", type=int, help="print the N most likely labels of each text"
+    )
+    classify.set_defaults(handler=_classify)
+
+    tag = commands.add_parser(
+        "tag",
+        help="tag text with a tagging run, one output character per input character",
+        description="Prints one output line per input line, each as long as its "
+        "input; an empty line gives an empty line.",
+    )
+    tag.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
+    tag.add_argument(
+        "text", nargs="*", help="texts to tag (default: the lines of stdin)"
+    )
+    tag.set_defaults(handler=_tag)
+
     plugins = commands.add_parser("plugins", help="list registered components by kind")
     plugins.add_argument(
         "--verbose",
@@ -121,8 +152,6 @@ def _parser() -> argparse.ArgumentParser:
 def _configure_logging(verbose: bool) -> None:
     # main() may run more than once in one process (tests, notebooks), so a
     # later call replaces the handler of an earlier one instead of adding one.
-    for old in [h for h in log.handlers if h.get_name() == LOG_HANDLER]:
-        log.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(LOG_HANDLER)
     # On a terminal, start each log line by erasing the progress bar's line.
@@ -130,9 +159,12 @@ def _configure_logging(verbose: bool) -> None:
     handler.setFormatter(
         logging.Formatter(prefix + "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     )
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    log.propagate = False
+    for logger in LOGGERS:
+        for old in [h for h in logger.handlers if h.get_name() == LOG_HANDLER]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+        logger.propagate = False
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -146,7 +178,8 @@ def _run(args: argparse.Namespace) -> int:
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
-    log.addHandler(file_handler)
+    for logger in LOGGERS:
+        logger.addHandler(file_handler)
     try:
         metrics = train(recipe, registry, run_dir, resume=args.resume)
     except KeyboardInterrupt:
@@ -169,7 +202,8 @@ def _run(args: argparse.Namespace) -> int:
         file_handler.handle(record)
         raise
     finally:
-        log.removeHandler(file_handler)
+        for logger in LOGGERS:
+            logger.removeHandler(file_handler)
         file_handler.close()
     print(json.dumps(metrics, indent=2))
     print(f"run folder: {run_dir}", file=sys.stderr)
@@ -184,6 +218,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     _check_generate_args(args)
     built = load_run(args.run_dir)
+    if built.model.encoder is not None:
+        # generate_text starts the decoder without an encoder output.
+        raise SeqkitError(
+            f"run {args.run_dir} has an encoder and was trained for the "
+            f"{built.recipe.data.cls.task!r} task; `seqkit generate` continues text "
+            "from a language model only"
+        )
     sampler = _sampler_for(built, args)
     generator = torch.Generator().manual_seed(args.seed)
     texts = generate_text(
@@ -258,6 +299,50 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     built = load_run(args.run_dir, load_data=True)
     print(json.dumps(evaluate_built(built), indent=2))
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    from seqkit.run import load_run
+
+    built = load_run(args.run_dir)
+    tag = getattr(built.task, "tag", None)
+    if tag is None:
+        task = built.recipe.data.cls.task
+        raise SeqkitError(
+            f"run {args.run_dir} was trained for the {task!r} task, which cannot "
+            "tag text; pass a run whose data source has the tagging task"
+        )
+    texts = args.text
+    if not texts:
+        texts = [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin]
+    for output in tag(built.model, texts):
+        print(output)
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from seqkit.run import load_run
+
+    if args.top_k is not None and args.top_k < 1:
+        raise SeqkitError(f"--top-k must be at least 1, got {args.top_k}")
+    built = load_run(args.run_dir)
+    predict = getattr(built.task, "predict_labels", None)
+    if predict is None:
+        task = built.recipe.data.cls.task
+        raise SeqkitError(
+            f"run {args.run_dir} was trained for the {task!r} task, which cannot "
+            "label texts; pass a run whose data source has the classification task"
+        )
+    texts = args.text
+    if not texts:
+        texts = [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin]
+    for ranked in predict(built.model, texts, top_k=args.top_k or 1):
+        if args.top_k is None:
+            label, probability = ranked[0]
+            print(f"{label}\t{probability:.4f}")
+        else:
+            print("\t".join(f"{label}:{p:.4f}" for label, p in ranked))
     return 0
 
 

@@ -23,3 +23,28 @@ def plot_loss(history: dict[str, list[float]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_confusion(labels: list[str], counts: list[list[int]], path: Path) -> None:
+    """Draw the confusion matrix `counts[true][predicted]` with its counts into `path`.
+
+    Rows are true labels and columns predicted labels, both in `labels` order.
+    """
+    size = max(4.0, 0.5 * len(labels) + 2.0)
+    figure, axis = plt.subplots(figsize=(size + 1.0, size))
+    image = axis.imshow(counts, cmap="Blues")
+    figure.colorbar(image, ax=axis)
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted label")
+    axis.set_ylabel("true label")
+    peak = max((max(row) for row in counts), default=0)
+    for true, row in enumerate(counts):
+        for predicted, count in enumerate(row):
+            color = "white" if count > peak / 2 else "black"
+            axis.text(
+                predicted, true, str(count), ha="center", va="center", color=color
+            )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -41,7 +41,12 @@ class TrainOptions:
         default=32, metadata={"min": 1, "help": "examples per step"}
     )
     seq_len: int = field(
-        default=128, metadata={"min": 1, "help": "tokens per language-model window"}
+        default=128,
+        metadata={
+            "min": 1,
+            "help": "tokens per language-model window; classification cuts each "
+            "text to this many tokens, <eos> included",
+        },
     )
     lr: float = field(default=2e-3, metadata={"min": 0.0, "help": "peak learning rate"})
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -80,6 +85,13 @@ class TrainOptions:
     )
     log_every: int = field(
         default=50, metadata={"min": 1, "help": "steps between log lines"}
+    )
+    class_weights: Literal["none", "balanced"] = field(
+        default="none",
+        metadata={
+            "help": "classification loss weights; balanced: n_samples / "
+            "(n_labels * label count)"
+        },
     )
 
 

@@ -16,7 +16,7 @@ from seqkit import plots
 from seqkit.checkpoint import load_checkpoint
 from seqkit.context import BuildContext
 from seqkit.errors import DataError, RecipeError, SeqkitError
-from seqkit.interfaces import Sampler, Tokenizer
+from seqkit.interfaces import EvalResult, Sampler, Tokenizer
 from seqkit.model import SequenceModel
 from seqkit.recipe import Recipe, read_recipe, validate_recipe
 from seqkit.registry import Registry, create_registry
@@ -172,17 +172,25 @@ def train(
     val_loss = None
     if options.eval_batches is None:
         val_loss = best["train_state"]["best_loss"]
-    metrics = evaluate_built(built, val_loss)
+    metrics, test = measure_splits(built, val_loss)
     (run_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2) + "\n", encoding="utf-8"
     )
     log.info("test metrics: %s", json.dumps(metrics))
+    built.task.write_reports(run_dir, test)
     write_samples(built, run_dir / "samples.txt")
     return metrics
 
 
 def evaluate_built(built: Built, val_loss: float | None = None) -> dict[str, Any]:
     """Evaluate on the validation and test splits with the recipe's metrics."""
+    return measure_splits(built, val_loss)[0]
+
+
+def measure_splits(
+    built: Built, val_loss: float | None = None
+) -> tuple[dict[str, Any], EvalResult]:
+    """Return the metrics of `evaluate_built` and the test split's `EvalResult`."""
     recipe, task = built.recipe, built.task
     names = recipe.evaluate.metrics or task.default_metrics.get(
         built.tokenizer.level, []
@@ -198,7 +206,7 @@ def evaluate_built(built: Built, val_loss: float | None = None) -> dict[str, Any
     for _, cls in metrics_by_name:
         for key, value in cls(None, context).compute(test).items():
             result[f"test_{key}"] = value
-    return result
+    return result, test
 
 
 def write_samples(built: Built, path: Path) -> None:
@@ -225,6 +233,8 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     base_dir = Path(checkpoint.get("base_dir", run_dir))
     registry = create_registry(table.get("plugins", []), run_dir)
     recipe = validate_recipe(table, registry, str(run_dir / "recipe.toml"), base_dir)
+    if recipe.train.threads is not None:
+        torch.set_num_threads(recipe.train.threads)
     built = build(recipe, registry, _vocabularies(checkpoint), load_data=load_data)
     stored = checkpoint.get("data_fingerprint")
     if load_data and stored and built.task.fingerprint() != stored:

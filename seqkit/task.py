@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -70,6 +71,14 @@ class Task(ABC):
         A run stores it, so reloading the data later can tell when it changed.
         """
         return None
+
+    def write_reports(  # noqa: B027 - optional hook with nothing to do by default
+        self, run_dir: Path, result: EvalResult
+    ) -> None:
+        """Write task-specific reports on the test split's `result` into `run_dir`.
+
+        Called once after training, with the test evaluation of the best weights.
+        """
 
     @abstractmethod
     def samples(

@@ -231,7 +231,7 @@ def test_global_verbose_leaves_plugins_short():
             ["run", DATA_DIR / "base.toml", "--set", "train.lrr=1"],
             "error: --set: `train.lrr`",
         ),
-        (["run", DATA_DIR / "unknown_plugin.toml"], "Available: rnn."),
+        (["run", DATA_DIR / "unknown_plugin.toml"], "rnn, tagger."),
         (["generate", "no-such-run"], "error: run folder not found: no-such-run"),
         (["evaluate", "no-such-run"], "error: run folder not found: no-such-run"),
     ],
