@@ -57,7 +57,10 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, model: SequenceModel, batch: Batch) -> tuple[Tensor, int]:
-        """Return the mean loss over the batch's target tokens and their count."""
+        """Return the batch's mean loss and the number of real tokens it read.
+
+        The count only feeds the tokens/s figure in the training log.
+        """
 
     @abstractmethod
     def evaluate(

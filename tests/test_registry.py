@@ -65,13 +65,31 @@ def sampler_plugin(name):
 
 
 def test_builtins_registered(registry):
-    assert {"shakespeare", "text", "diacritics"} <= set(registry.names("data"))
+    assert registry.names("data") == [
+        "bbc-news",
+        "csv",
+        "diacritics",
+        "folders",
+        "names",
+        "shakespeare",
+        "text",
+        "tsv",
+    ]
     assert registry.names("tokenizer") == ["char", "word"]
-    assert {"rnn", "tagger"} <= set(registry.names("decoder"))
-    assert {"greedy", "sample"} <= set(registry.names("sampler"))
-    assert {"language-model", "tagging"} <= set(registry.names("task"))
-    expected_metrics = {"bpc", "perplexity", "char_accuracy", "word_accuracy"}
-    assert expected_metrics <= set(registry.names("metric"))
+    assert registry.names("encoder") == ["rnn"]
+    assert registry.names("decoder") == ["label", "rnn", "tagger"]
+    assert registry.names("sampler") == ["argmax", "greedy", "sample"]
+    assert registry.names("task") == ["classification", "language-model", "tagging"]
+    assert registry.names("metric") == [
+        "accuracy",
+        "bpc",
+        "char_accuracy",
+        "confusion",
+        "macro_f1",
+        "per_class",
+        "perplexity",
+        "word_accuracy",
+    ]
     assert registry.provider("decoder", "tagger") == "builtin-tagger"
     assert registry.provider("sampler", "greedy") == "builtin-samplers"
     assert registry.provider("data", "text") == "builtin-data"

@@ -86,14 +86,18 @@ class PerClass(_LabelMetric):
 
 
 class Confusion(_LabelMetric):
-    """The confusion counts as `confusion_<true>_<predicted>`, zeros included."""
+    """The confusion counts as `confusion/<true>/<predicted>`, zeros included.
+
+    Slashes separate the labels because a label may contain underscores and a
+    label read from a folder name cannot contain a slash.
+    """
 
     def compute(self, result: EvalResult) -> dict[str, float | str]:
         pairs = label_pairs(result, "confusion")
         counts = Counter(pairs)
         labels = scored_labels(pairs)
         return {
-            f"confusion_{true}_{predicted}": counts[(true, predicted)]
+            f"confusion/{true}/{predicted}": counts[(true, predicted)]
             for true in labels
             for predicted in labels
         }
