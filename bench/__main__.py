@@ -13,11 +13,16 @@ import datetime
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.classify_inference import (
+    ClassifyInferenceSettings,
+    run_classify_inference_benchmark,
+)
 from bench.common import (
     BENCHMARKS_PAGE,
     REPO_ROOT,
@@ -27,10 +32,11 @@ from bench.common import (
 )
 from bench.generation import GenerationSettings, run_generation_benchmark
 from bench.memory import run_memory_benchmark
+from bench.packing import PackingSettings, run_packing_benchmark
 from bench.report import render_results, write_results
 from bench.training import TrainingSettings, profile_training, run_training_benchmark
 
-NAMES = ("training", "generation", "memory")
+NAMES = ("training", "generation", "memory", "packing", "classify-inference")
 # One thread keeps the ratios stable when other processes share the cores,
 # because OpenMP threads that compete with another process's threads wait at
 # barriers and step times then swing several-fold. BENCHMARKS.md has figures.
@@ -40,7 +46,7 @@ DEFAULT_THREADS = 1
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark seqkit against plain PyTorch on the chargen recipe.",
+        description="Benchmark seqkit against plain PyTorch code and itself.",
     )
     parser.add_argument(
         "--only",
@@ -57,12 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--steps",
         type=int,
-        help=f"timed training steps per side (default {TrainingSettings.timed_steps})",
+        help="timed steps per side of the training benchmark "
+        f"(default {TrainingSettings.timed_steps})",
     )
     parser.add_argument(
         "--repeats",
         type=int,
-        help=f"timed generation repetitions (default {GenerationSettings.repeats})",
+        help="timed repetitions of the generation benchmark "
+        f"(default {GenerationSettings.repeats})",
     )
     parser.add_argument(
         "--quick",
@@ -90,16 +98,33 @@ def _interpreter() -> str:
     return "python"
 
 
-def _settings(args: argparse.Namespace) -> tuple[TrainingSettings, GenerationSettings]:
-    training, generation = TrainingSettings(), GenerationSettings()
+@dataclass
+class _Settings:
+    training: TrainingSettings
+    generation: GenerationSettings
+    packing: PackingSettings
+    classify_inference: ClassifyInferenceSettings
+
+
+def _settings(args: argparse.Namespace) -> _Settings:
+    settings = _Settings(
+        TrainingSettings(),
+        GenerationSettings(),
+        PackingSettings(),
+        ClassifyInferenceSettings(),
+    )
     if args.quick:
-        training = TrainingSettings(warmup_steps=2, timed_steps=6)
-        generation = GenerationSettings(repeats=2)
+        settings = _Settings(
+            TrainingSettings(warmup_steps=2, timed_steps=6),
+            GenerationSettings(repeats=2),
+            PackingSettings(warmup_steps=1, names_steps=6, bbc_news_steps=3),
+            ClassifyInferenceSettings(texts=64, repeats=2),
+        )
     if args.steps is not None:
-        training.timed_steps = args.steps
+        settings.training.timed_steps = args.steps
     if args.repeats is not None:
-        generation.repeats = args.repeats
-    return training, generation
+        settings.generation.repeats = args.repeats
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--{option} must be at least 1, got {value}")
     torch.set_num_threads(args.threads)
     names = args.only or list(NAMES)
-    training_settings, generation_settings = _settings(args)
+    settings = _settings(args)
     arguments = sys.argv[1:] if argv is None else argv
     command = shlex.join([_interpreter(), "-m", "bench", *arguments])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -124,13 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"running the {name} benchmark ...", file=sys.stderr, flush=True)
         if name == "training":
-            results.append(run_training_benchmark(training_settings))
+            results.append(run_training_benchmark(settings.training))
             if args.profile:
-                print(profile_training(training_settings), file=sys.stderr)
+                print(profile_training(settings.training), file=sys.stderr)
         elif name == "generation":
-            results.append(run_generation_benchmark(generation_settings))
-        else:
+            results.append(run_generation_benchmark(settings.generation))
+        elif name == "memory":
             results.append(run_memory_benchmark(args.threads))
+        elif name == "packing":
+            results.append(run_packing_benchmark(settings.packing))
+        else:
+            results.append(
+                run_classify_inference_benchmark(settings.classify_inference)
+            )
     busy = other_cores_busy(cpu_start, sample_cpu())
 
     machine = {

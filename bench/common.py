@@ -14,6 +14,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = REPO_ROOT / "recipes" / "chargen.toml"
+NAMES_RECIPE = REPO_ROOT / "recipes" / "names.toml"
+BBC_NEWS_RECIPE = REPO_ROOT / "recipes" / "classify.toml"
 BENCHMARKS_PAGE = REPO_ROOT / "BENCHMARKS.md"
 
 

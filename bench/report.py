@@ -128,10 +128,77 @@ def render_memory(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _optional_ratio(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3f}"
+
+
+def render_packing(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the packing benchmark."""
+    lines = [
+        "### 4. Training throughput of packed and padded batches",
+        "",
+        f"Took {result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        "| data set | model | batch | real tokens / padded cells | packed tokens/s "
+        "| padded tokens/s | ratio packed / padded |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in result["data_sets"]:
+        rates = data["tokens_per_s"]
+        lines.append(
+            f"| {data['title']} | {data['model']} | {data['batch_size']} x "
+            f"{data['mean_batch_steps']:.1f} steps on average | "
+            f"{data['real_share']:.1%} | {rates['packed']:,.0f} | "
+            f"{rates['padded']:,.0f} | **{data['ratio']:.3f}** |"
+        )
+    for data in result["data_sets"]:
+        lines += [
+            "",
+            f"{data['title']}: {data['train_texts']:,} training texts, median "
+            f"{data['median_length']:.0f} and mean {data['mean_length']:.1f} tokens "
+            f"with `<eos>`, {data['share_at_seq_len']:.1%} at the seq_len cap of "
+            f"{data['seq_len']}. Each side ran {data['warmup_steps']} warm-up and "
+            f"{data['timed_steps']} timed steps. Per-step ratio quartiles: "
+            f"{_ratios(data['ratio_quartiles'])}. Ratio of the total times: "
+            f"{data['ratio_of_totals']:.3f}. Median ratio over the "
+            f"{data['uniform_steps']} batches without pad steps: "
+            f"{_optional_ratio(data['ratio_uniform'])}; over the others: "
+            f"{_optional_ratio(data['ratio_mixed'])}. Took {data['seconds']:.0f} s; "
+            f"other processes kept {_load(data)} busy.",
+        ]
+    return lines
+
+
+def render_classify_inference(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the classification inference benchmark."""
+    settings = result["settings"]
+    size = result["batch_size"]
+    rates, passes = result["texts_per_s"], result["forward_passes"]
+    return [
+        f"### 5. Classification inference at batch 1 and batch {size}",
+        "",
+        f"names.toml model, untrained; {settings['texts']} test names, "
+        f"{result['mean_steps']:.1f} tokens on average with `<eos>`; "
+        f"`predict_labels` with top_k 1; {settings['repeats']} repetitions, median. "
+        f"Took {result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        f"| | batch 1 | batch {size} | ratio batch {size} / batch 1 |",
+        "|---|---|---|---|",
+        f"| texts/s | {rates[1]:,.0f} | {rates[size]:,.0f} | "
+        f"**{result['ratio']:.1f}** |",
+        f"| forward passes per {settings['texts']} texts | {passes[1]} | "
+        f"{passes[size]} | |",
+        "",
+        f"Ratio per repetition: {', '.join(f'{r:.1f}' for r in result['ratios'])}.",
+    ]
+
+
 RENDERERS = {
     "training": render_training,
     "generation": render_generation,
     "memory": render_memory,
+    "packing": render_packing,
+    "classify-inference": render_classify_inference,
 }
 
 

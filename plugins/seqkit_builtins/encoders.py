@@ -100,13 +100,19 @@ class RNNEncoder(Encoder):
 
         # run the RNN over real steps only
         embedded = self.dropout(self.embedding(source))  # (B, S, E)
-        packed = pack_padded_sequence(
-            embedded, lengths_cpu, batch_first=True, enforce_sorted=False
-        )
-        packed_output, final = self.rnn(packed)
-        memory, _ = pad_packed_sequence(
-            packed_output, batch_first=True, total_length=S
-        )  # (B, S, D * H)
+        if bool((lengths_cpu == S).all()):
+            # Nothing to skip. Packing would only cost time: the CPU backward
+            # pass of torch 2.14 over packed batches is several times slower
+            # (bench/packing.py).
+            memory, final = self.rnn(embedded)  # (B, S, D * H)
+        else:
+            packed = pack_padded_sequence(
+                embedded, lengths_cpu, batch_first=True, enforce_sorted=False
+            )
+            packed_output, final = self.rnn(packed)
+            memory, _ = pad_packed_sequence(
+                packed_output, batch_first=True, total_length=S
+            )  # (B, S, D * H)
         steps = torch.arange(S, device=source.device)  # (S,)
         mask = steps[None, :] < lengths.to(source.device)[:, None]  # (B, S)
 
