@@ -302,21 +302,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_texts(texts: list[str]) -> list[str]:
+    """Return the texts given on the command line, or else the lines of stdin."""
+    if texts:
+        return texts
+    return [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin]
+
+
+def _task_operation(built, run_dir: Path, name: str, action: str, task_name: str):
+    """Return the task method `name`, or raise if the run's task has none."""
+    operation = getattr(built.task, name, None)
+    if operation is None:
+        task = built.recipe.data.cls.task
+        raise SeqkitError(
+            f"run {run_dir} was trained for the {task!r} task, which cannot "
+            f"{action}; pass a run whose data source has the {task_name} task"
+        )
+    return operation
+
+
 def _tag(args: argparse.Namespace) -> int:
     from seqkit.run import load_run
 
     built = load_run(args.run_dir)
-    tag = getattr(built.task, "tag", None)
-    if tag is None:
-        task = built.recipe.data.cls.task
-        raise SeqkitError(
-            f"run {args.run_dir} was trained for the {task!r} task, which cannot "
-            "tag text; pass a run whose data source has the tagging task"
-        )
-    texts = args.text
-    if not texts:
-        texts = [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin]
-    for output in tag(built.model, texts):
+    tag = _task_operation(built, args.run_dir, "tag", "tag text", "tagging")
+    for output in tag(built.model, _input_texts(args.text)):
         print(output)
     return 0
 
@@ -327,17 +337,10 @@ def _classify(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise SeqkitError(f"--top-k must be at least 1, got {args.top_k}")
     built = load_run(args.run_dir)
-    predict = getattr(built.task, "predict_labels", None)
-    if predict is None:
-        task = built.recipe.data.cls.task
-        raise SeqkitError(
-            f"run {args.run_dir} was trained for the {task!r} task, which cannot "
-            "label texts; pass a run whose data source has the classification task"
-        )
-    texts = args.text
-    if not texts:
-        texts = [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin]
-    for ranked in predict(built.model, texts, top_k=args.top_k or 1):
+    predict = _task_operation(
+        built, args.run_dir, "predict_labels", "label texts", "classification"
+    )
+    for ranked in predict(built.model, _input_texts(args.text), top_k=args.top_k or 1):
         if args.top_k is None:
             label, probability = ranked[0]
             print(f"{label}\t{probability:.4f}")
