@@ -1,4 +1,4 @@
-"""What a component may need when it is built."""
+"""The build context: the values a component may need when it is built."""
 
 from __future__ import annotations
 

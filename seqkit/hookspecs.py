@@ -3,8 +3,9 @@
 A plugin is a module (or any object) with functions marked `@seqkit.hookimpl`
 whose names match the specs below. Built-in components register through these
 same hooks. Each `seqkit_add_*` hook returns a mapping from component name to
-component class; all results are collected (no first-result-wins), and two
-plugins that return the same name for the same kind raise `PluginError`.
+component class. The results of all plugins are collected, so no first result
+wins. Two plugins that return the same name for the same kind raise
+`PluginError`.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ SPECIALS = (PAD, UNK, BOS, EOS)
 class Vocabulary:
     """A fixed mapping between tokens and ids.
 
-    Ids 0 to 3 are `<pad>`, `<unk>`, `<bos>` and `<eos>`; the other tokens follow
-    by falling count, ties broken by the token itself, so the ids do not depend
-    on the order the texts were read in.
+    Ids 0 to 3 are `<pad>`, `<unk>`, `<bos>` and `<eos>`. The other tokens follow
+    by falling count, with ties broken by the token itself, so the ids do not
+    depend on the order the texts were read in.
     """
 
     pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
