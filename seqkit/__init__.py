@@ -12,6 +12,7 @@ from seqkit.errors import (
 from seqkit.generation import generate_text
 from seqkit.hookspecs import hookimpl
 from seqkit.interfaces import (
+    Attention,
     DataSource,
     Decoder,
     DecoderOutput,
@@ -33,6 +34,7 @@ from seqkit.vocab import Vocabulary
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attention",
     "BuildContext",
     "CheckpointError",
     "DataError",

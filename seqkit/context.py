@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seqkit.vocab import Vocabulary
 
@@ -16,6 +17,9 @@ class BuildContext:
     vocab: the target vocabulary, once it exists (None while data loads).
     source_vocab: the source vocabulary for models with a token encoder.
     encoder_size: the width H of the encoder's summary and memory, if any.
+    attention: the recipe's `[attention]` component (plugin, cls, options),
+    which a decoder builds with `attention.cls(attention.options, query_size,
+    memory_size)`; None when the recipe has no `[attention]`.
     """
 
     base_dir: Path
@@ -23,3 +27,4 @@ class BuildContext:
     vocab: Vocabulary | None = None
     source_vocab: Vocabulary | None = None
     encoder_size: int | None = None
+    attention: Any = None

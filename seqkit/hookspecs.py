@@ -37,6 +37,15 @@ def seqkit_add_decoders() -> dict[str, type]:
     """
 
 
+@hookspec
+def seqkit_add_attentions() -> dict[str, type]:
+    """Called once when the registry is built.
+
+    Return {name: class} of `seqkit.Attention` subclasses, selected with
+    `[attention] plugin = "name"` and built by the decoder.
+    """
+
+
 # ---------------------------------------------------------------- decoding
 
 

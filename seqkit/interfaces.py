@@ -8,7 +8,8 @@ onto these pieces as follows:
 
 - text generation: no encoder; the decoder is a language model over the text.
 - classification: an RNN encoder; the decoder is a one-step label head.
-- translation: an RNN encoder with per-step memory; an attention decoder.
+- translation: an RNN encoder with per-step memory; a decoder with an
+  `Attention` over that memory.
 - captioning: a CNN encoder with a memory grid; the same attention decoder.
 
 Samplers drive only `Decoder.step`, so every sampler works with every decoder.
@@ -44,6 +45,26 @@ class EncoderOutput:
     summary: Tensor
     memory: Tensor | None = None
     mask: Tensor | None = None
+    # Batch-first tensors that a decoder derives from `memory` once per batch,
+    # such as projected attention keys, stored under a name the decoder picks.
+    cache: dict[str, Tensor] = field(default_factory=dict)
+
+    def select(self, index: Tensor) -> EncoderOutput:
+        """Pick batch rows `index` (N,), as beam search does to repeat each row."""
+
+        def pick(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.index_select(0, index)
+
+        return EncoderOutput(
+            summary=pick(self.summary),
+            memory=pick(self.memory),
+            mask=pick(self.mask),
+            cache={name: pick(value) for name, value in self.cache.items()},
+        )
+
+    def source_lengths(self) -> Tensor | None:
+        """Return the number of real source steps (B,), or None without a mask."""
+        return None if self.mask is None else self.mask.sum(dim=1)
 
 
 @dataclass
@@ -72,6 +93,35 @@ class Encoder(nn.Module, ABC):
         """Encode `source`: (B, S) token ids or (B, C, H, W) images.
 
         `lengths` (B,) contains the real length of each token sequence, on the CPU.
+        """
+
+
+class Attention(nn.Module, ABC):
+    """Scores each memory step against a query and returns the weighted memory.
+
+    Built by a decoder as `cls(options, query_size, memory_size)`. Pad steps of
+    the memory (False in the mask) must get weight exactly 0.
+    """
+
+    Options: ClassVar[type] = type(None)
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        """Return keys (B, S, K) derived from `memory` (B, S, H) once per batch.
+
+        Decoders cache the result in `EncoderOutput.cache`, so an attention
+        with a memory projection computes it once, not at every step. The
+        default uses the memory itself.
+        """
+        return memory
+
+    @abstractmethod
+    def forward(
+        self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Attend from `query` (B, T, Q) over `memory` (B, S, H).
+
+        `keys` (B, S, K) is what `prepare` returned, and `mask` (B, S) is True
+        at real steps. Returns the context (B, T, H) and the weights (B, T, S).
         """
 
 
@@ -139,6 +189,9 @@ class Generation:
 
     tokens: list[list[int]]
     scores: Tensor
+    # Beam search only: the n best (tokens, score) pairs of each row, best
+    # first; the first pair equals `tokens` and `scores` of that row.
+    nbest: list[list[tuple[list[int], float]]] | None = None
 
 
 @dataclass
@@ -273,4 +326,9 @@ class Metric(ABC):
 
     @abstractmethod
     def compute(self, result: EvalResult) -> dict[str, float | str]:
-        """Return scores by name, without the split prefix ("bpc", not "test_bpc")."""
+        """Return scores by name, without the split prefix ("bpc", not "test_bpc").
+
+        A string value describes how the scores were computed, such as a
+        sacrebleu signature. It is written to metrics.json under its own name,
+        without the split prefix.
+        """

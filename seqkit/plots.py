@@ -48,3 +48,27 @@ def plot_confusion(labels: list[str], counts: list[list[int]], path: Path) -> No
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_attention(
+    source_tokens: list[str],
+    target_tokens: list[str],
+    weights: list[list[float]],
+    path: Path,
+) -> None:
+    """Draw attention `weights[target][source]` as a matrix into `path`.
+
+    Rows are output tokens and columns source tokens; each row sums to 1.
+    """
+    width = max(4.0, 0.35 * len(source_tokens) + 2.0)
+    height = max(3.0, 0.35 * len(target_tokens) + 1.5)
+    figure, axis = plt.subplots(figsize=(width, height))
+    image = axis.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    figure.colorbar(image, ax=axis)
+    axis.set_xticks(range(len(source_tokens)), source_tokens, rotation=90)
+    axis.set_yticks(range(len(target_tokens)), target_tokens)
+    axis.set_xlabel("source")
+    axis.set_ylabel("output")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

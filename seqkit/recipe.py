@@ -21,8 +21,18 @@ from seqkit.errors import RecipeError, suggest
 from seqkit.paths import resolve_inside
 from seqkit.registry import Registry
 
-COMPONENT_SECTIONS = ("data", "tokenizer", "encoder", "decoder", "sampler")
-OPTIONAL_SECTIONS = ("encoder",)
+COMPONENT_SECTIONS = (
+    "data",
+    "tokenizer",
+    "source_tokenizer",
+    "encoder",
+    "decoder",
+    "attention",
+    "sampler",
+)
+OPTIONAL_SECTIONS = ("source_tokenizer", "encoder", "attention")
+# The registry kind of each component section that differs from its name.
+SECTION_KINDS = {"source_tokenizer": "tokenizer"}
 TOP_LEVEL_KEYS = ("extends", "plugins", *COMPONENT_SECTIONS, "train", "evaluate")
 
 
@@ -134,6 +144,10 @@ class Recipe:
     sampler: Component
     train: TrainOptions
     evaluate: EvaluateOptions
+    # The source side's tokenizer; None: the `tokenizer` serves both sides.
+    source_tokenizer: Component | None = None
+    # The attention a decoder builds over the encoder memory, if any.
+    attention: Component | None = None
 
     def to_table(self) -> dict:
         """Return the resolved recipe as a table, with every default written out."""
@@ -235,7 +249,7 @@ def _validate_component(
             file,
             f"{section}.plugin",
         )
-    kind = section
+    kind = SECTION_KINDS.get(section, section)
     if name not in registry.components[kind]:
         names = ", ".join(registry.names(kind)) or "none"
         raise RecipeError(

@@ -26,6 +26,7 @@ KINDS = {
     "tokenizer": "seqkit_add_tokenizers",
     "encoder": "seqkit_add_encoders",
     "decoder": "seqkit_add_decoders",
+    "attention": "seqkit_add_attentions",
     "sampler": "seqkit_add_samplers",
     "task": "seqkit_add_tasks",
     "metric": "seqkit_add_metrics",

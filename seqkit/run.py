@@ -68,6 +68,17 @@ def build(
     """
     context = BuildContext(base_dir=recipe.base_dir, recipe_file=recipe.file)
     tokenizer = recipe.tokenizer.cls(recipe.tokenizer.options, context)
+    source_tokenizer = tokenizer
+    if recipe.source_tokenizer is not None:
+        component = recipe.source_tokenizer
+        source_tokenizer = component.cls(component.options, context)
+    if recipe.attention is not None and recipe.encoder is None:
+        raise RecipeError(
+            "[attention] attends over an encoder's memory, but the recipe has no "
+            "[encoder]; add one or remove [attention]",
+            recipe.file,
+            "attention",
+        )
     data = recipe.data.cls(recipe.data.options, context)
     task_cls = registry.get("task", data.task)
 
@@ -85,7 +96,7 @@ def build(
     if vocabularies is None:
         if splits is None:
             raise SeqkitError("building vocabularies needs the training data")
-        vocabularies = task_cls.build_vocabularies(splits, tokenizer)
+        vocabularies = task_cls.build_vocabularies(splits, tokenizer, source_tokenizer)
         for name, vocab in vocabularies.items():
             log.info("%s vocabulary: %d tokens", name, len(vocab))
     for name, vocab in vocabularies.items():
@@ -99,6 +110,7 @@ def build(
     # model
     context.vocab = vocabularies["target"]
     context.source_vocab = vocabularies.get("source")
+    context.attention = recipe.attention
     encoder = None
     if recipe.encoder is not None:
         encoder = recipe.encoder.cls(recipe.encoder.options, context)
@@ -107,7 +119,8 @@ def build(
     model = SequenceModel(encoder, decoder)
     sampler = recipe.sampler.cls(recipe.sampler.options, context)
 
-    task = task_cls(tokenizer, vocabularies, recipe)
+    task = task_cls(tokenizer, vocabularies, recipe, source_tokenizer)
+    task.sampler = sampler
     if splits is not None:
         task.prepare(splits)
     return Built(recipe, registry, tokenizer, vocabularies, task, model, sampler)
@@ -177,7 +190,7 @@ def train(
         json.dumps(metrics, indent=2) + "\n", encoding="utf-8"
     )
     log.info("test metrics: %s", json.dumps(metrics))
-    built.task.write_reports(run_dir, test)
+    built.task.write_reports(run_dir, test, built.model)
     write_samples(built, run_dir / "samples.txt")
     return metrics
 
@@ -199,13 +212,15 @@ def measure_splits(
     context = BuildContext(base_dir=recipe.base_dir, vocab=built.vocabularies["target"])
     result: dict[str, Any] = {}
     if val_loss is None or not math.isfinite(val_loss):
-        val_loss = task.evaluate(built.model, "valid").loss
+        val_loss = task.evaluate(built.model, "valid", decode=False).loss
     result["val_loss"] = val_loss
-    test = task.evaluate(built.model, "test")
+    test = task.evaluate(built.model, "test", decode=True)
     result["test_loss"] = test.loss
     for _, cls in metrics_by_name:
         for key, value in cls(None, context).compute(test).items():
-            result[f"test_{key}"] = value
+            # Strings, such as sacrebleu signatures, describe the scores.
+            name = key if isinstance(value, str) else f"test_{key}"
+            result[name] = value
     return result, test
 
 
@@ -293,7 +308,14 @@ def prepare_run_folder(run_dir: Path, resume: bool) -> None:
 
 
 def _check_same_model(stored: dict, current: dict, path: Path) -> None:
-    for section in ("data", "tokenizer", "encoder", "decoder"):
+    for section in (
+        "data",
+        "tokenizer",
+        "source_tokenizer",
+        "encoder",
+        "decoder",
+        "attention",
+    ):
         if stored.get(section) != current.get(section):
             raise RecipeError(
                 f"section [{section}] differs from the one stored in {path}; resuming "

@@ -20,28 +20,43 @@ Batch = dict[str, Tensor]
 class Task(ABC):
     """Turns examples into batches, computes the training loss and evaluates.
 
-    A task is built as `cls(tokenizer, vocabularies, recipe)` once the
-    vocabularies exist, then `prepare(splits)` encodes the data.
+    A task is built as `cls(tokenizer, vocabularies, recipe, source_tokenizer)`
+    once the vocabularies exist, then `prepare(splits)` encodes the data.
     `vocabularies` maps "target" (and "source" for tasks with a token encoder)
-    to a `Vocabulary`.
+    to a `Vocabulary`. `source_tokenizer` splits source texts; it is the
+    `tokenizer` itself unless the recipe has a `[source_tokenizer]`.
     """
 
     # Metric plugins used when `[evaluate] metrics` is empty, by tokenizer level.
     default_metrics: ClassVar[dict[str, list[str]]] = {}
+    # The recipe's sampler, set by `seqkit.run.build`; tasks that decode in
+    # `evaluate`, such as translation, decode with it.
+    sampler: Sampler | None = None
 
     def __init__(
-        self, tokenizer: Tokenizer, vocabularies: dict[str, Vocabulary], recipe: Any
+        self,
+        tokenizer: Tokenizer,
+        vocabularies: dict[str, Vocabulary],
+        recipe: Any,
+        source_tokenizer: Tokenizer | None = None,
     ):
         self.tokenizer = tokenizer
+        self.source_tokenizer = source_tokenizer or tokenizer
         self.vocabularies = vocabularies
         self.recipe = recipe
 
     @classmethod
     @abstractmethod
     def build_vocabularies(
-        cls, splits: Splits, tokenizer: Tokenizer
+        cls,
+        splits: Splits,
+        tokenizer: Tokenizer,
+        source_tokenizer: Tokenizer | None = None,
     ) -> dict[str, Vocabulary]:
-        """Build the vocabularies from the training split only."""
+        """Build the vocabularies from the training split only.
+
+        `source_tokenizer` (default: `tokenizer`) splits the source texts.
+        """
 
     @abstractmethod
     def prepare(self, splits: Splits) -> None:
@@ -64,9 +79,17 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(
-        self, model: SequenceModel, split: str, max_batches: int | None = None
+        self,
+        model: SequenceModel,
+        split: str,
+        max_batches: int | None = None,
+        decode: bool = True,
     ) -> EvalResult:
-        """Measure the model on `split` ("valid" or "test")."""
+        """Measure the model on `split` ("valid" or "test").
+
+        With `decode=False` only the loss is needed, so a task whose
+        predictions take a decoding pass (such as beam search) may skip it.
+        """
 
     def fingerprint(self) -> str | None:
         """Return a digest of the prepared data, or None when the task has none.
@@ -76,11 +99,12 @@ class Task(ABC):
         return None
 
     def write_reports(  # noqa: B027 - optional hook with nothing to do by default
-        self, run_dir: Path, result: EvalResult
+        self, run_dir: Path, result: EvalResult, model: SequenceModel | None = None
     ) -> None:
         """Write task-specific reports on the test split's `result` into `run_dir`.
 
-        Called once after training, with the test evaluation of the best weights.
+        Called once after training, with the test evaluation of the best
+        weights and the `model` that holds them.
         """
 
     @abstractmethod

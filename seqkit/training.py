@@ -249,7 +249,9 @@ class Trainer:
 
     def _validate(self) -> bool:
         """Validate, save checkpoints, and return True when early stopping fires."""
-        result = self.task.evaluate(self.model, "valid", self.options.eval_batches)
+        result = self.task.evaluate(
+            self.model, "valid", self.options.eval_batches, decode=False
+        )
         self.state.history["val_step"].append(self.state.step)
         self.state.history["val_loss"].append(result.loss)
         improved = result.loss < self.state.best_loss

@@ -196,10 +196,10 @@ def test_early_stopping_keeps_best(tmp_path, monkeypatch):
     losses = iter([3.0, 2.0, 2.5, 2.6, 1.0])
     real_evaluate = LanguageModelTask.evaluate
 
-    def scripted_evaluate(self, model, split, max_batches=None):
+    def scripted_evaluate(self, model, split, max_batches=None, decode=True):
         if split == "valid":
             return EvalResult(loss=next(losses), tokens=1, level="char")
-        return real_evaluate(self, model, split, max_batches)
+        return real_evaluate(self, model, split, max_batches, decode)
 
     monkeypatch.setattr(LanguageModelTask, "evaluate", scripted_evaluate)
 

@@ -89,11 +89,14 @@ class ClassificationTask(Task):
 
     @classmethod
     def build_vocabularies(
-        cls, splits: Splits, tokenizer: Tokenizer
+        cls,
+        splits: Splits,
+        tokenizer: Tokenizer,
+        source_tokenizer: Tokenizer | None = None,
     ) -> dict[str, Vocabulary]:
         texts = [normalize(example.source or "") for example in splits.train]
         return {
-            "source": tokenizer.build_vocabulary(texts),
+            "source": (source_tokenizer or tokenizer).build_vocabulary(texts),
             "target": label_vocabulary([example.target for example in splits.train]),
         }
 
@@ -110,7 +113,8 @@ class ClassificationTask(Task):
         keep = max(self.recipe.train.seq_len - 1, 0)
         encoded = []
         for text in texts:
-            ids = vocab.encode(self.tokenizer.tokenize(normalize(text or "")))
+            tokens = self.source_tokenizer.tokenize(normalize(text or ""))
+            ids = vocab.encode(tokens)
             encoded.append(torch.tensor([*ids[:keep], vocab.eos_id], dtype=torch.long))
         return encoded
 
@@ -231,7 +235,11 @@ class ClassificationTask(Task):
 
     @torch.no_grad()
     def evaluate(
-        self, model: SequenceModel, split: str, max_batches: int | None = None
+        self,
+        model: SequenceModel,
+        split: str,
+        max_batches: int | None = None,
+        decode: bool = True,
     ) -> EvalResult:
         model.eval()
         device = next(model.parameters()).device
@@ -344,7 +352,9 @@ class ClassificationTask(Task):
             text = text[: SAMPLE_CHARS - 3] + "..."
         return text
 
-    def write_reports(self, run_dir: Path, result: EvalResult) -> None:
+    def write_reports(
+        self, run_dir: Path, result: EvalResult, model: SequenceModel | None = None
+    ) -> None:
         """Draw the test confusion matrix into `run_dir/confusion.png`."""
         labels = self.labels
         index = {label: i for i, label in enumerate(labels)}

@@ -58,7 +58,10 @@ class LanguageModelTask(Task):
 
     @classmethod
     def build_vocabularies(
-        cls, splits: Splits, tokenizer: Tokenizer
+        cls,
+        splits: Splits,
+        tokenizer: Tokenizer,
+        source_tokenizer: Tokenizer | None = None,
     ) -> dict[str, Vocabulary]:
         return {"target": tokenizer.build_vocabulary([e.target for e in splits.train])}
 
@@ -130,7 +133,11 @@ class LanguageModelTask(Task):
 
     @torch.no_grad()
     def evaluate(
-        self, model: SequenceModel, split: str, max_batches: int | None = None
+        self,
+        model: SequenceModel,
+        split: str,
+        max_batches: int | None = None,
+        decode: bool = True,
     ) -> EvalResult:
         model.eval()
         device = next(model.parameters()).device

@@ -60,23 +60,32 @@ class TaggingTask(Task):
     default_metrics = {"char": ["char_accuracy", "word_accuracy"]}
 
     def __init__(
-        self, tokenizer: Tokenizer, vocabularies: dict[str, Vocabulary], recipe: Any
+        self,
+        tokenizer: Tokenizer,
+        vocabularies: dict[str, Vocabulary],
+        recipe: Any,
+        source_tokenizer: Tokenizer | None = None,
     ):
         check_tokenizer(tokenizer)
-        super().__init__(tokenizer, vocabularies, recipe)
+        super().__init__(tokenizer, vocabularies, recipe, source_tokenizer)
+        check_tokenizer(self.source_tokenizer)
         self.source_vocab = vocabularies["source"]
         self.target_vocab = vocabularies["target"]
         self._epoch_order: tuple[int, Tensor] | None = None
 
     @classmethod
     def build_vocabularies(
-        cls, splits: Splits, tokenizer: Tokenizer
+        cls,
+        splits: Splits,
+        tokenizer: Tokenizer,
+        source_tokenizer: Tokenizer | None = None,
     ) -> dict[str, Vocabulary]:
         """Build the source vocabulary with the tokenizer, the labels per character."""
-        check_tokenizer(tokenizer)
+        source_tokenizer = source_tokenizer or tokenizer
+        check_tokenizer(source_tokenizer)
         train = splits.train
         return {
-            "source": tokenizer.build_vocabulary([e.source for e in train]),
+            "source": source_tokenizer.build_vocabulary([e.source for e in train]),
             "target": Vocabulary.from_texts(list(e.target) for e in train),
         }
 
@@ -84,7 +93,7 @@ class TaggingTask(Task):
 
     def encode_source(self, text: str) -> list[int]:
         """Return one source id per character of `text`."""
-        tokens = self.tokenizer.tokenize(text)
+        tokens = self.source_tokenizer.tokenize(text)
         if len(tokens) != len(text):
             raise DataError(
                 f"the tokenizer split {text[:40]!r} into {len(tokens)} tokens for "
@@ -206,7 +215,11 @@ class TaggingTask(Task):
 
     @torch.no_grad()
     def evaluate(
-        self, model: SequenceModel, split: str, max_batches: int | None = None
+        self,
+        model: SequenceModel,
+        split: str,
+        max_batches: int | None = None,
+        decode: bool = True,
     ) -> EvalResult:
         was_training = model.training
         model.eval()
