@@ -138,6 +138,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     tag.set_defaults(handler=_tag)
 
+    translate = commands.add_parser(
+        "translate",
+        help="translate texts with a translation run",
+        description="Prints one output line per input line; an empty line gives "
+        "an empty line. Without the beam flags the recipe's sampler decodes. "
+        "With --n-best N, each line holds the N best outputs, best first, "
+        "separated by tabs.",
+    )
+    translate.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
+    translate.add_argument(
+        "text", nargs="*", help="texts to translate (default: the lines of stdin)"
+    )
+    translate.add_argument(
+        "--beam-size", type=int, help="decode with beam search of this width"
+    )
+    translate.add_argument(
+        "--n-best", type=int, help="print the N best outputs of each text (beam)"
+    )
+    translate.add_argument(
+        "--length-penalty",
+        type=float,
+        help="beam search's alpha in score / ((5 + length) / 6) ** alpha; 0 is off",
+    )
+    translate.add_argument(
+        "--attention-plot",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the attention matrix of the first text into this image",
+    )
+    translate.set_defaults(handler=_translate)
+
     plugins = commands.add_parser("plugins", help="list registered components by kind")
     plugins.add_argument(
         "--verbose",
@@ -347,6 +378,85 @@ def _classify(args: argparse.Namespace) -> int:
         else:
             print("\t".join(f"{label}:{p:.4f}" for label, p in ranked))
     return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from seqkit.run import load_run
+
+    _check_translate_args(args)
+    built = load_run(args.run_dir)
+    translate = _task_operation(
+        built, args.run_dir, "translate", "translate texts", "translation"
+    )
+    sampler = _beam_for(built, args)
+    texts = _input_texts(args.text)
+    if args.attention_plot is not None and not any(t.strip() for t in texts[:1]):
+        raise SeqkitError(
+            "--attention-plot draws the first text, which is empty; give a text"
+        )
+    results = translate(built.model, texts, sampler)
+    for result in results:
+        if args.n_best is not None:
+            print("\t".join(text for text, _ in result.nbest))
+        else:
+            print(result.text)
+    if args.attention_plot is not None:
+        drawn = built.task.plot_attention(
+            built.model, texts[0], results[0], args.attention_plot
+        )
+        if not drawn:
+            raise SeqkitError(
+                f"run {args.run_dir} has no attention to draw; --attention-plot "
+                "needs a recipe with an [attention] section"
+            )
+    return 0
+
+
+def _check_translate_args(args: argparse.Namespace) -> None:
+    if args.beam_size is not None and args.beam_size < 1:
+        raise SeqkitError(f"--beam-size must be at least 1, got {args.beam_size}")
+    if args.n_best is not None and args.n_best < 1:
+        raise SeqkitError(f"--n-best must be at least 1, got {args.n_best}")
+    if args.length_penalty is not None and not args.length_penalty >= 0:
+        raise SeqkitError(
+            f"--length-penalty must be 0 or more, got {args.length_penalty}"
+        )
+    plot = args.attention_plot
+    if plot is not None and not plot.parent.is_dir():
+        raise SeqkitError(
+            f"--attention-plot: folder {plot.parent} does not exist; create it first"
+        )
+
+
+def _beam_for(built, args: argparse.Namespace):
+    """Return the recipe's sampler, or beam search when a beam flag is given.
+
+    Beam flags start from the recipe's beam options when its sampler is
+    `beam`, else from the defaults.
+    """
+    from seqkit import schema
+    from seqkit.context import BuildContext
+
+    flags = {
+        "beam_size": args.beam_size,
+        "n_best": args.n_best,
+        "length_penalty": args.length_penalty,
+    }
+    flags = {name: value for name, value in flags.items() if value is not None}
+    if not flags:
+        return built.sampler
+    component = built.recipe.sampler
+    table = {}
+    if component.plugin == "beam":
+        table = schema.to_table(component.options)
+    cls = built.registry.get("sampler", "beam")
+    options = schema.validate(cls.Options, {**table, **flags}, "sampler", "flags")
+    if options.n_best > options.beam_size:
+        raise SeqkitError(
+            f"--n-best ({options.n_best}) cannot exceed the beam size "
+            f"({options.beam_size}); raise --beam-size"
+        )
+    return cls(options, BuildContext(base_dir=built.recipe.base_dir))
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -159,6 +159,8 @@ def train(
         _check_same_model(checkpoint["recipe"], recipe.to_table(), run_dir / LAST)
     vocabularies = _vocabularies(checkpoint) if checkpoint else None
     built = build(recipe, registry, vocabularies)
+    # Fail now, not after hours of training, when a default metric is missing.
+    metric_classes(built)
     built.model.to(device)
     (run_dir / "recipe.toml").write_text(dumps(recipe.to_table()), encoding="utf-8")
     parameters = sum(p.numel() for p in built.model.parameters())
@@ -205,10 +207,7 @@ def measure_splits(
 ) -> tuple[dict[str, Any], EvalResult]:
     """Return the metrics of `evaluate_built` and the test split's `EvalResult`."""
     recipe, task = built.recipe, built.task
-    names = recipe.evaluate.metrics or task.default_metrics.get(
-        built.tokenizer.level, []
-    )
-    metrics_by_name = [(name, built.registry.get("metric", name)) for name in names]
+    metrics_by_name = metric_classes(built)
     context = BuildContext(base_dir=recipe.base_dir, vocab=built.vocabularies["target"])
     result: dict[str, Any] = {}
     if val_loss is None or not math.isfinite(val_loss):
@@ -222,6 +221,17 @@ def measure_splits(
             name = key if isinstance(value, str) else f"test_{key}"
             result[name] = value
     return result, test
+
+
+def metric_classes(built: Built) -> list[tuple[str, type]]:
+    """Return (name, class) of the recipe's metrics, or of the task's defaults.
+
+    Raises `PluginError` for a metric that no installed plugin registers.
+    """
+    names = built.recipe.evaluate.metrics or built.task.default_metrics.get(
+        built.tokenizer.level, []
+    )
+    return [(name, built.registry.get("metric", name)) for name in names]
 
 
 def write_samples(built: Built, path: Path) -> None:

@@ -71,6 +71,8 @@ def test_run_writes_resolved_recipe(cli_run):
         **CHAR_RECIPE["decoder"],
         "layers": 1,
         "tie_weights": False,
+        "attend": "after",
+        "input_feeding": False,
     }
     assert table["data"]["plays"] == ["macbeth"]
     assert table["train"]["max_steps"] == 6

@@ -338,13 +338,13 @@ def test_recipe_folder_copy_still_loads(tmp_path):
 
 
 def test_unknown_metric_rejected_before_training(tmp_path, registry):
-    path = write_recipe(tmp_path, char_recipe(evaluate={"metrics": ["bleu"]}))
+    path = write_recipe(tmp_path, char_recipe(evaluate={"metrics": ["blue"]}))
 
     with pytest.raises(RecipeError) as caught:
         load_recipe(path)
     message = str(caught.value)
 
-    assert "`evaluate.metrics[0]`: unknown metric plugin 'bleu'" in message
+    assert "`evaluate.metrics[0]`: unknown metric plugin 'blue'" in message
     assert f"Available: {', '.join(registry.names('metric'))}." in message
 
 

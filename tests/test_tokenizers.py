@@ -7,10 +7,13 @@ from helpers import MACBETH_LINES, char_recipe, write_recipe
 from seqkit_builtins.tokenizers import (
     CharOptions,
     CharTokenizer,
+    WhitespaceOptions,
+    WhitespaceTokenizer,
     WordOptions,
     WordTokenizer,
 )
 
+from seqkit.errors import RecipeError
 from seqkit.run import build, load_recipe
 from seqkit.vocab import Vocabulary
 
@@ -194,3 +197,222 @@ def test_vocabulary_encode_decode():
 def test_vocabulary_rejects_bad_token_lists(tokens, message):
     with pytest.raises(ValueError, match=message):
         Vocabulary(tokens)
+
+
+def language_tokenizer(language):
+    return WordTokenizer(WordOptions(language=language))
+
+
+def test_word_generic_is_default():
+    text = "Don't add the users' files to l'archive: 3.5%"
+
+    assert word_tokenizer().tokenize(text) == word_tokenizer(
+        language="generic"
+    ).tokenize(text)
+    assert word_tokenizer().tokenize(text) == [
+        "Don't",
+        "add",
+        "the",
+        "users",
+        "'",
+        "files",
+        "to",
+        "l'archive",
+        ":",
+        "3",
+        ".",
+        "5",
+        "%",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "tokens"),
+    [
+        (
+            "en",
+            "Always use the old config files, don't prompt",
+            ["Always", "use", "the", "old", "config", "files", ",", "do", "n't"]
+            + ["prompt"],
+        ),
+        (
+            "en",
+            "Note: root's PATH should usually contain /usr/local/sbin",
+            ["Note", ":", "root", "'s", "PATH", "should", "usually", "contain"]
+            + ["/usr/local/sbin"],
+        ),
+        (
+            "fr",
+            "le guillemet forcé pour COPY n'est disponible qu'en utilisant COPY TO",
+            ["le", "guillemet", "forcé", "pour", "COPY", "n'", "est", "disponible"]
+            + ["qu'", "en", "utilisant", "COPY", "TO"],
+        ),
+        (
+            "fr",
+            "« %s » est une fonction d'agrégat ordinaire.",
+            ["«", "%s", "»", "est", "une", "fonction", "d'", "agrégat", "ordinaire"]
+            + ["."],
+        ),
+        (
+            "de",
+            "MUSTER ist „default“ oder „zeros“.",
+            ["MUSTER", "ist", "„", "default", "“", "oder", "„", "zeros", "“", "."],
+        ),
+        (
+            "de",
+            "Relations- und Objektname müssen angegeben werden",
+            ["Relations-", "und", "Objektname", "müssen", "angegeben", "werden"],
+        ),
+        (
+            "es",
+            "¿Grabar cambios? (s/N)",
+            ["¿", "Grabar", "cambios", "?", "(", "s/N", ")"],
+        ),
+        (
+            "it",
+            "l'artista dell'intero album, così come dovrebbe essere mostrato",
+            ["l'", "artista", "dell'", "intero", "album", ",", "così", "come"]
+            + ["dovrebbe", "essere", "mostrato"],
+        ),
+    ],
+)
+def test_word_language_tokens(language, text, tokens):
+    tokenizer = language_tokenizer(language)
+
+    assert tokenizer.tokenize(text) == tokens
+    assert tokenizer.detokenize(tokens) == text
+
+
+# Real messages from the gettext catalogs of Debian packages: English msgid
+# strings, and French, German, Spanish and Italian msgstr strings.
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("en", "Can't add stop bit to mark end of instruction group"),
+        ("en", "-M, --no-create-home do not create the user's home directory"),
+        ("en", "Couldn't find any package by glob '%s'"),
+        ("en", "If no input file(s) are specified, a.out is assumed"),
+        ("en", "Authentication is required to update a user's home area."),
+        ("en", "Please provide a name for this Disc, such as 'Debian 2.1r1 Disk 1'"),
+        ("fr", "« /tmp » introuvable, veuillez le créer !"),
+        ("fr", "vous ne pouvez spécifier qu'un type unique"),
+        ("fr", "%s : un autre serveur semble en cours d'exécution ; le démarrage"),
+        ("fr", "Vous n'êtes actuellement sur aucune branche."),
+        ("fr", "Échec à l'ouverture de %s : %s"),
+        ("de", "Die Datei mit dem gegebenen MUSTER füllen."),
+        ("de", "Anzahl der Quell- und Zielfelder in der Zuweisung stimmt nicht"),
+        ("de", "Verwenden Sie »git help«, um Hilfe zu erhalten."),
+        ("es", ": ¿tal vez un conflicto D/F?"),
+        ("es", "¿Actualizar realmente las preferencias para los ID seleccionados?"),
+        ("es", "no se reconoce el tipo por defecto de C++"),
+        ("it", "(Operatore di posizione definito dall'utente)"),
+        ("it", "Riferimento limm non consentito nell'ultima istruzione."),
+    ],
+)
+def test_word_language_round_trip(language, text):
+    tokenizer = language_tokenizer(language)
+
+    assert tokenizer.detokenize(tokenizer.tokenize(text)) == text
+
+
+def test_word_french_spacing():
+    tokens = ["Attention", ":", "l'", "option", "«", "-n", "»", "est", "inconnue", "!"]
+
+    assert (
+        language_tokenizer("fr").detokenize(tokens)
+        == "Attention : l'option « -n » est inconnue !"
+    )
+    assert (
+        language_tokenizer("en").detokenize(tokens)
+        == "Attention: l' option « -n » est inconnue!"
+    )
+
+
+def test_word_english_contractions():
+    tokenizer = language_tokenizer("en")
+
+    assert tokenizer.tokenize("I'm sure they'll say it won't work") == [
+        "I",
+        "'m",
+        "sure",
+        "they",
+        "'ll",
+        "say",
+        "it",
+        "wo",
+        "n't",
+        "work",
+    ]
+    assert tokenizer.tokenize("o'clock") == ["o'clock"]
+
+
+def test_word_english_possessive_and_quotes():
+    tokenizer = language_tokenizer("en")
+    text = "the users' files and 'quoted words' and \"more\""
+
+    tokens = tokenizer.tokenize(text)
+
+    assert tokens == [
+        "the",
+        "users",
+        "'",
+        "files",
+        "and",
+        "'",
+        "quoted",
+        "words",
+        "'",
+        "and",
+        '"',
+        "more",
+        '"',
+    ]
+    assert tokenizer.detokenize(tokens) == text
+
+
+def test_word_french_keeps_lexical_apostrophes():
+    tokens = language_tokenizer("fr").tokenize("aujourd'hui, quelqu'un jusqu'à l'été")
+
+    assert tokens == ["aujourd'hui", ",", "quelqu'un", "jusqu'", "à", "l'", "été"]
+
+
+def test_word_language_lowercase():
+    tokenizer = WordTokenizer(WordOptions(language="fr", lowercase=True))
+
+    assert tokenizer.tokenize("L'Option") == ["l'", "option"]
+
+
+def test_word_language_keeps_newlines():
+    tokenizer = language_tokenizer("es")
+    text = "¡Hola!\n¿Qué tal?"
+
+    assert tokenizer.tokenize(text) == ["¡", "Hola", "!", "\n", "¿", "Qué", "tal"] + [
+        "?"
+    ]
+    assert tokenizer.detokenize(tokenizer.tokenize(text)) == text
+
+
+def test_word_language_rejects_unknown(tmp_path):
+    table = char_recipe()
+    table["tokenizer"] = {"plugin": "word", "language": "klingon"}
+
+    with pytest.raises(RecipeError, match="klingon"):
+        load_recipe(write_recipe(tmp_path, table))
+
+
+def test_whitespace_tokenizer():
+    tokenizer = WhitespaceTokenizer(WhitespaceOptions())
+
+    assert tokenizer.level == "word"
+    assert tokenizer.tokenize(" K  AE1\tT\n") == ["K", "AE1", "T"]
+    assert tokenizer.detokenize(["K", "AE1", "T"]) == "K AE1 T"
+    assert tokenizer.tokenize("") == []
+    assert tokenizer.detokenize([]) == ""
+
+
+def test_whitespace_tokenizer_vocabulary():
+    tokenizer = WhitespaceTokenizer(WhitespaceOptions(min_count=2, lowercase=True))
+
+    vocab = tokenizer.build_vocabulary(["K AE1 T", "k ae1 b", "D AO1 G"])
+
+    assert vocab.tokens == [*SPECIALS, "ae1", "k"]
