@@ -25,6 +25,7 @@ from seqkit_builtins.classify_data import (
     split_sizes,
     stratified_split,
 )
+from seqkit_builtins.gettext_catalogs import hash_position
 
 from seqkit.context import BuildContext
 from seqkit.errors import DataError, RecipeError
@@ -572,6 +573,173 @@ def test_csv_path_outside_recipe_folder(tmp_path):
 def test_csv_no_matching_file(tmp_path):
     with pytest.raises(DataError, match=r"data.paths: no file matches '\*.csv'"):
         table_source(CsvSource, tmp_path, paths=["*.csv"]).check()
+
+
+# ---------------------------------------------------------------- translation pairs
+
+ATTRIBUTION = "CC-BY 2.0 (France) Attribution: tatoeba.org #{} (CK) & #{} (Aiji)"
+
+
+def tatoeba_rows(count: int) -> list[str]:
+    """Return `count` rows as Tatoeba exports them: English, French, attribution."""
+    return [
+        f"I have {index} books.\tJ'ai {index} livres.\t"
+        + ATTRIBUTION.format(1000 + index, 2000 + index)
+        for index in range(count)
+    ]
+
+
+def test_tsv_translation_pairs(tmp_path):
+    rows = [
+        "Hi.\tSalut.\t" + ATTRIBUTION.format(538123, 509819),
+        "Hi.\tBonjour.\t" + ATTRIBUTION.format(538123, 4320),
+        "Hi.\tSalut.\t" + ATTRIBUTION.format(538123, 509819),
+        *tatoeba_rows(60),
+    ]
+    write_rows(tmp_path / "fra.txt", rows)
+    source = table_source(TsvSource, tmp_path, paths=["fra.txt"], task="translation")
+
+    splits = source.load()
+    examples = all_examples(splits)
+    greetings = [e for e in examples if e.source == "Hi."]
+
+    assert source.task == "translation"
+    assert len(examples) == 62
+    assert [e.target for e in greetings] == ["Salut.", "Bonjour."]
+    assert greetings[0].references == ["Salut.", "Bonjour."]
+    assert greetings[1].references == ["Bonjour.", "Salut."]
+    books = {e.source: e for e in examples}["I have 7 books."]
+    assert books.target == "J'ai 7 livres."
+    assert books.references == ["J'ai 7 livres."]
+
+
+def test_tsv_translation_split_by_source(tmp_path):
+    write_rows(tmp_path / "fra.txt", tatoeba_rows(60) + ["Hi.\tBonjour.\tx"] * 2)
+    write_rows(tmp_path / "more.txt", ["Hi.\tSalut.\tx"])
+    options = {"paths": ["fra.txt", "more.txt"], "task": "translation"}
+
+    splits = table_source(TsvSource, tmp_path, **options).load()
+    again = table_source(TsvSource, tmp_path, **options).load()
+
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (52, 6, 4)
+    split_of_source = {}
+    for name in ("train", "valid", "test"):
+        for example in splits.named(name):
+            assert split_of_source.setdefault(example.source, name) == name
+    for example in splits.test:
+        assert hash_position(example.source, b"split") < 0.1
+    assert splits == again
+
+
+def test_csv_translation_header_names(tmp_path):
+    rows = ["id,en,fr", *(f"{i},I see {i} cats.,Je vois {i} chats." for i in range(40))]
+    write_rows(tmp_path / "pairs.csv", rows)
+
+    splits = table_source(
+        CsvSource,
+        tmp_path,
+        paths=["pairs.csv"],
+        task="translation",
+        header=True,
+        source_column="en",
+        target_column="fr",
+    ).load()
+    pairs = {e.source: e.target for e in all_examples(splits)}
+
+    assert len(pairs) == 40
+    assert pairs["I see 3 cats."] == "Je vois 3 chats."
+
+
+def test_tsv_translation_index_columns(tmp_path):
+    rows = [f"{i}\tJe vois {i} chats.\tI see {i} cats." for i in range(40)]
+    write_rows(tmp_path / "pairs.tsv", rows)
+
+    splits = table_source(
+        TsvSource,
+        tmp_path,
+        paths=["pairs.tsv"],
+        task="translation",
+        source_column=2,
+        target_column=1,
+    ).load()
+    pairs = {e.source: e.target for e in all_examples(splits)}
+
+    assert pairs["I see 0 cats."] == "Je vois 0 chats."
+
+
+def test_tsv_translation_empty_target(tmp_path):
+    path = write_rows(tmp_path / "fra.txt", ["Hi.\tSalut.", "Run!\t  \tx"])
+
+    with pytest.raises(DataError) as caught:
+        table_source(TsvSource, tmp_path, paths=["fra.txt"], task="translation").load()
+
+    assert str(caught.value).startswith(
+        f"{path}, line 2: column 1 (data.target_column) is empty"
+    )
+
+
+def test_tsv_translation_missing_target(tmp_path):
+    path = write_rows(tmp_path / "fra.txt", ["Hi.\tSalut.", "Run!"])
+
+    with pytest.raises(DataError) as caught:
+        table_source(TsvSource, tmp_path, paths=["fra.txt"], task="translation").load()
+
+    assert str(caught.value).startswith(
+        f"{path}, line 2: column 1 (data.target_column, counted from 0) is missing"
+    )
+
+
+@pytest.mark.parametrize("key", ["text_column", "label_column"])
+def test_translation_rejects_classification_columns(tmp_path, key):
+    with pytest.raises(RecipeError) as caught:
+        table_source(
+            TsvSource, tmp_path, paths=["f.txt"], task="translation", **{key: 0}
+        )
+
+    assert caught.value.key == f"data.{key}"
+    assert "applies only to task = 'classification'" in str(caught.value)
+    assert "source_column and target_column" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["source_column", "target_column"])
+def test_classification_rejects_translation_columns(tmp_path, key):
+    with pytest.raises(RecipeError) as caught:
+        table_source(TsvSource, tmp_path, paths=["f.txt"], **{key: 0})
+
+    assert caught.value.key == f"data.{key}"
+    assert "applies only to task = 'translation'" in str(caught.value)
+
+
+def test_translation_column_name_needs_header(tmp_path):
+    with pytest.raises(RecipeError) as caught:
+        table_source(
+            TsvSource, tmp_path, paths=["f.txt"], task="translation", source_column="en"
+        )
+
+    assert caught.value.key == "data.source_column"
+    assert "needs `header = true`" in str(caught.value)
+
+
+def test_table_header_default_per_task(tmp_path):
+    classification = table_source(TsvSource, tmp_path, paths=["f.txt"])
+    translation = table_source(TsvSource, tmp_path, paths=["f.txt"], task="translation")
+
+    assert classification.header is True
+    assert classification.task == "classification"
+    assert translation.header is False
+    assert translation.columns == {"source_column": 0, "target_column": 1}
+
+
+def test_table_task_from_recipe():
+    table = {"paths": ["fra.txt"], "task": "translation", "header": False}
+
+    options = validate(TableOptions, table, "data", "r.toml")
+
+    assert options.task == "translation"
+    assert options.header is False
+    with pytest.raises(RecipeError) as caught:
+        validate(TableOptions, {"task": "translate"}, "data", "r.toml")
+    assert caught.value.key == "data.task"
 
 
 # ---------------------------------------------------------------- folders

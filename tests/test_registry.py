@@ -67,27 +67,39 @@ def sampler_plugin(name):
 def test_builtins_registered(registry):
     assert registry.names("data") == [
         "bbc-news",
+        "cmudict",
         "csv",
         "diacritics",
         "folders",
+        "gettext",
         "names",
         "shakespeare",
         "text",
         "tsv",
     ]
-    assert registry.names("tokenizer") == ["char", "word"]
+    assert registry.names("tokenizer") == ["char", "whitespace", "word"]
     assert registry.names("encoder") == ["rnn"]
     assert registry.names("decoder") == ["label", "rnn", "tagger"]
-    assert registry.names("sampler") == ["argmax", "greedy", "sample"]
-    assert registry.names("task") == ["classification", "language-model", "tagging"]
+    assert registry.names("attention") == ["bahdanau", "luong"]
+    assert registry.names("sampler") == ["argmax", "beam", "greedy", "sample"]
+    assert registry.names("task") == [
+        "classification",
+        "language-model",
+        "tagging",
+        "translation",
+    ]
     assert registry.names("metric") == [
         "accuracy",
+        "bleu",
         "bpc",
         "char_accuracy",
+        "chrf",
         "confusion",
         "macro_f1",
+        "per",
         "per_class",
         "perplexity",
+        "word_acc",
         "word_accuracy",
     ]
     assert registry.provider("decoder", "tagger") == "builtin-tagger"

@@ -3,7 +3,9 @@
 `bbc-news` and `names` read data shipped in PyPI packages; `csv`, `tsv` and
 `folders` read the user's own files. Every source returns
 `Example(source=text, target=label)` and splits the examples with
-`stratified_split`, so each class keeps the same share in every split.
+`stratified_split`, so each class keeps the same share in every split. The
+exception is `csv` and `tsv` with `task = "translation"`, which read sentence
+pairs for the translation task instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from seqkit import BuildContext, DataError, DataSource, Example, Splits, hookimp
 from seqkit.errors import RecipeError, suggest
 from seqkit.paths import resolve_inside
 from seqkit.text import normalize
+from seqkit_builtins.translation_data import split_by_source
 
 # NOTE: the CLI attaches its handlers to the `seqkit` logger only, so these
 # records reach the console and train.log only once it handles
@@ -586,35 +589,83 @@ class NamesSource(DataSource):
 # ---------------------------------------------------------------- csv and tsv
 
 
+def _column_field(default_text: str) -> Any:
+    # NOTE: the schema checks only the first type of a union, so the column
+    # options accept Any and TableSource checks them. With --set, quote a
+    # name: '"text"'.
+    return field(
+        default=None,
+        metadata={
+            "help": f"header name (string) or 0-based index (integer); {default_text}"
+        },
+    )
+
+
 @dataclass
 class TableOptions:
     paths: list[str] = field(
         default_factory=list,
         metadata={"path": True, "help": "UTF-8 files or globs, relative to the recipe"},
     )
-    # NOTE: the schema checks only the first type of a union, so these accept
-    # Any and TableSource checks them. With --set, quote a name: '"text"'.
-    text_column: Any = field(
-        default="text",
-        metadata={"help": "header name (string) or 0-based index (integer)"},
+    task: Literal["classification", "translation"] = field(
+        default="classification",
+        metadata={
+            "help": "classification: a text and a label per row; "
+            "translation: a source and a target sentence per row"
+        },
     )
-    label_column: Any = field(
-        default="label",
-        metadata={"help": "header name (string) or 0-based index (integer)"},
+    text_column: Any = _column_field('classification only, default "text"')
+    label_column: Any = _column_field('classification only, default "label"')
+    source_column: Any = _column_field("translation only, default 0")
+    target_column: Any = _column_field("translation only, default 1")
+    header: bool | None = field(
+        default=None,
+        metadata={
+            "help": "the first row names the columns; default true for "
+            "classification, false for translation"
+        },
     )
-    header: bool = field(
-        default=True, metadata={"help": "the first row names the columns"}
+    valid_fraction: float = field(
+        default=0.1,
+        metadata={
+            "min": 0.0,
+            "max": 0.5,
+            "help": "share of each class (translation: of the sources) to validate",
+        },
     )
-    valid_fraction: float = _valid_fraction()
-    test_fraction: float = _test_fraction()
+    test_fraction: float = field(
+        default=0.1,
+        metadata={
+            "min": 0.0,
+            "max": 0.5,
+            "help": "share of each class (translation: of the sources) to test",
+        },
+    )
+
+
+# The column options of each task, with the column each one reads by default.
+TABLE_COLUMNS: dict[str, dict[str, str | int]] = {
+    "classification": {"text_column": "text", "label_column": "label"},
+    "translation": {"source_column": 0, "target_column": 1},
+}
 
 
 class TableSource(DataSource):
-    """Texts and labels from the columns of delimited UTF-8 files.
+    """Rows of delimited UTF-8 files: texts and labels, or translation pairs.
 
-    Blank rows are skipped. Texts and labels are normalised and stripped of
-    surrounding whitespace, and an empty one is an error naming the file and
-    line.
+    With `task = "classification"` (the default) each row gives a text and
+    its label, the first row is a header by default, and the split is
+    stratified by class. With `task = "translation"` each row gives a source
+    and a target sentence, as in the Tatoeba and Anki exports
+    (English<TAB>French<TAB>attribution), there is no header row by default,
+    and the split is decided by a hash of the source (see `split_by_source`).
+    A translation source that appears with several targets keeps one
+    example per distinct target, and each of them lists all those targets
+    as `references`: its own target first, then the others in file order.
+    Repeated rows are read once.
+
+    Blank rows are skipped. Cells are normalised and stripped of surrounding
+    whitespace, and an empty one is an error naming the file and line.
     """
 
     Options = TableOptions
@@ -625,15 +676,41 @@ class TableSource(DataSource):
         self.options = options
         self.base_dir = context.base_dir
         self.recipe_file = context.recipe_file
-        for key in ("text_column", "label_column"):
-            self._check_column_option(key, getattr(options, key))
+        # The task comes from the options, so it is set on the instance, which
+        # is where the run builder reads it.
+        self.task = options.task
+        self.header = options.header
+        if self.header is None:
+            self.header = options.task == "classification"
+        self._reject_other_task_columns()
+        # The column option names of the task and their values, defaults filled in.
+        self.columns: dict[str, str | int] = {}
+        for key, default in TABLE_COLUMNS[options.task].items():
+            value = getattr(options, key)
+            self.columns[key] = default if value is None else value
+            self._check_column_option(key, self.columns[key])
+
+    def _reject_other_task_columns(self) -> None:
+        """Raise RecipeError when a column option of the other task is set."""
+        for task, columns in TABLE_COLUMNS.items():
+            if task == self.task:
+                continue
+            for key in columns:
+                if getattr(self.options, key) is not None:
+                    raise RecipeError(
+                        f"{key} applies only to task = {task!r}; with task = "
+                        f"{self.task!r} set "
+                        f"{' and '.join(TABLE_COLUMNS[self.task])} instead",
+                        self.recipe_file,
+                        f"data.{key}",
+                    )
 
     def _check_column_option(self, key: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, str | int):
             message = f"expected a column name or a 0-based index, got {value!r}"
         elif isinstance(value, int) and value < 0:
             message = f"a column index must be at least 0, got {value}"
-        elif isinstance(value, str) and not self.options.header:
+        elif isinstance(value, str) and not self.header:
             message = (
                 f"column name {value!r} needs `header = true`; "
                 "give a 0-based index for files without a header row"
@@ -651,37 +728,43 @@ class TableSource(DataSource):
         self.files()
 
     def load(self) -> Splits:
-        examples = []
+        rows = []
         for path in self.files():
-            examples.extend(self.read_file(path))
+            rows.extend(self.read_file(path))
+        if self.task == "translation":
+            return split_by_source(
+                translation_examples(rows),
+                self.options.valid_fraction,
+                self.options.test_fraction,
+            )
+        examples = [Example(source=text, target=label) for text, label in rows]
         return split_and_log(examples, self.options)
 
-    def read_file(self, path: Path) -> list[Example]:
-        """Read the examples of one file."""
+    def read_file(self, path: Path) -> list[tuple[str, str]]:
+        """Read the two cells of every data row of one file."""
         text = decode_text(path, path.read_bytes())
         reader = csv.reader(io.StringIO(text), **self.dialect)
         columns = None
-        examples = []
+        rows = []
         try:
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
                 if columns is None:
                     columns = self._column_indices(path, row)
-                    if self.options.header:
+                    if self.header:
                         continue
-                examples.append(self._example(path, reader.line_num, row, columns))
+                rows.append(self._cells(path, reader.line_num, row, columns))
         except csv.Error as error:
             raise DataError(f"{path}, line {reader.line_num}: {error}") from None
-        if not examples:
+        if not rows:
             raise DataError(f"{path} contains no data rows")
-        return examples
+        return rows
 
     def _column_indices(self, path: Path, first_row: list[str]) -> tuple[int, int]:
         names = [cell.strip() for cell in first_row]
         indices = []
-        for key in ("text_column", "label_column"):
-            column = getattr(self.options, key)
+        for key, column in self.columns.items():
             if isinstance(column, int):
                 indices.append(column)
             elif column in names:
@@ -691,14 +774,14 @@ class TableSource(DataSource):
                     f"{path}: the header has no column {column!r} (data.{key})."
                     f"{suggest(column, names)} Columns: {', '.join(names)}."
                 )
-        text_index, label_index = indices
-        return text_index, label_index
+        first, second = indices
+        return first, second
 
-    def _example(
+    def _cells(
         self, path: Path, line: int, row: list[str], columns: tuple[int, int]
-    ) -> Example:
+    ) -> tuple[str, str]:
         values = []
-        for key, index in zip(("text_column", "label_column"), columns, strict=True):
+        for key, index in zip(self.columns, columns, strict=True):
             if index >= len(row):
                 raise DataError(
                     f"{path}, line {line}: column {index} (data.{key}, counted "
@@ -711,8 +794,27 @@ class TableSource(DataSource):
                     "fill it or remove the row"
                 )
             values.append(value)
-        text, label = values
-        return Example(source=text, target=label)
+        first, second = values
+        return first, second
+
+
+def translation_examples(pairs: list[tuple[str, str]]) -> list[Example]:
+    """Make one example per distinct (source, target) pair, in input order.
+
+    Each example's `references` lists every distinct target of its source:
+    the example's own target first, then the others in input order.
+    """
+    targets: dict[str, dict[str, None]] = {}
+    for source, target in pairs:
+        targets.setdefault(source, {})[target] = None
+    examples = []
+    for source, found in targets.items():
+        for target in found:
+            others = [other for other in found if other != target]
+            examples.append(
+                Example(source=source, target=target, references=[target, *others])
+            )
+    return examples
 
 
 class CsvSource(TableSource):

@@ -6,20 +6,19 @@ installed on the machine, such as /usr/share/locale/fr/LC_MESSAGES/*.mo.
 
 from __future__ import annotations
 
-import fnmatch
-import gettext
-import hashlib
-import logging
 import re
-import struct
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqkit import BuildContext, DataError, DataSource, Example, Splits, hookimpl
-from seqkit.paths import resolve_inside
-
-log = logging.getLogger(__name__)
+from seqkit import BuildContext, DataSource, Example, Splits, hookimpl
+from seqkit_builtins.gettext_catalogs import (
+    CatalogKey,
+    find_catalogs,
+    hash_position,
+    locale_folders,
+    read_catalogs,
+)
 
 _LINE_BREAKS = re.compile(r"[\n\r\t]")
 _SPACE_RUNS = re.compile(r" {2,}")
@@ -86,20 +85,11 @@ def make_example(text: str) -> Example | None:
     return Example(target=text, source=source)
 
 
-def hash_position(text: str, salt: bytes) -> float:
-    """Map `text` to a stable number in [0, 1), the same in every process."""
-    digest = hashlib.sha256(salt + text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+def catalog_texts(catalog: dict[CatalogKey, str]) -> list[str]:
+    """Return every msgstr of a catalog, plural forms included.
 
-
-def catalog_texts(path: Path) -> list[str]:
-    """Return every msgstr of a compiled catalog, plural forms included.
-
-    The header entry (empty msgid) is left out. Raises OSError, ValueError or
-    struct.error when the file is not a valid .mo catalog.
+    The header entry (empty msgid) is left out.
     """
-    with open(path, "rb") as handle:
-        catalog = gettext.GNUTranslations(handle)._catalog
     texts = []
     for key, value in catalog.items():
         # Plural entries are stored under (msgid, index) keys.
@@ -128,32 +118,15 @@ class DiacriticsSource(DataSource):
 
     def folders(self) -> list[Path]:
         """Return the LC_MESSAGES folder under each root."""
-        return [
-            resolve_inside(self.base_dir, root, "data.roots", self.recipe_file)
-            / self.options.language
-            / "LC_MESSAGES"
-            for root in self.options.roots
-        ]
+        return locale_folders(
+            self.base_dir, self.options.roots, self.options.language, self.recipe_file
+        )
 
     def catalog_files(self) -> list[Path]:
         """Return the .mo files of every folder, minus the excluded names."""
-        files = []
-        for folder in self.folders():
-            for path in sorted(folder.glob("*.mo")):
-                excluded = any(
-                    fnmatch.fnmatchcase(path.stem, pattern)
-                    for pattern in self.options.exclude
-                )
-                if not excluded:
-                    files.append(path)
-        if not files:
-            searched = ", ".join(str(folder) for folder in self.folders())
-            raise DataError(
-                f"no .mo files found under {searched} (after excluding "
-                f"{self.options.exclude}); set data.roots to folders that contain "
-                f"{self.options.language}/LC_MESSAGES/*.mo"
-            )
-        return files
+        return find_catalogs(
+            self.folders(), self.options.exclude, self.options.language
+        )
 
     def check(self) -> None:
         self.catalog_files()
@@ -161,21 +134,9 @@ class DiacriticsSource(DataSource):
     def read_texts(self) -> list[str]:
         """Read, clean and deduplicate the texts of every catalog, in file order."""
         texts: dict[str, None] = {}
-        failed = []
-        for path in self.catalog_files():
-            try:
-                raw_texts = catalog_texts(path)
-            except (OSError, ValueError, LookupError, struct.error) as error:
-                failed.append(f"{path.name} ({error})")
-                continue
-            for raw in raw_texts:
+        for _, catalog in read_catalogs(self.catalog_files()):
+            for raw in catalog_texts(catalog):
                 texts[clean_text(raw)] = None
-        if failed:
-            log.warning(
-                "skipped %d catalog files that failed to parse: %s",
-                len(failed),
-                ", ".join(failed),
-            )
         return list(texts)
 
     def keep(self, text: str) -> bool:
