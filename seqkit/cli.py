@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout closed it, as `seqkit plugins | head` does.
+        # Python would report the failed flush at exit, so point stdout at
+        # /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -253,7 +260,7 @@ def _generate(args: argparse.Namespace) -> int:
         # generate_text starts the decoder without an encoder output.
         raise SeqkitError(
             f"run {args.run_dir} has an encoder and was trained for the "
-            f"{built.recipe.data.cls.task!r} task; `seqkit generate` continues text "
+            f"{built.task_name!r} task; `seqkit generate` continues text "
             "from a language model only"
         )
     sampler = _sampler_for(built, args)
@@ -344,7 +351,7 @@ def _task_operation(built, run_dir: Path, name: str, action: str, task_name: str
     """Return the task method `name`, or raise if the run's task has none."""
     operation = getattr(built.task, name, None)
     if operation is None:
-        task = built.recipe.data.cls.task
+        task = built.task_name
         raise SeqkitError(
             f"run {run_dir} was trained for the {task!r} task, which cannot "
             f"{action}; pass a run whose data source has the {task_name} task"

@@ -53,6 +53,8 @@ class Built:
     task: Task
     model: SequenceModel
     sampler: Sampler
+    # The registered name of the task, which the data source chose.
+    task_name: str = ""
 
 
 def build(
@@ -123,7 +125,9 @@ def build(
     task.sampler = sampler
     if splits is not None:
         task.prepare(splits)
-    return Built(recipe, registry, tokenizer, vocabularies, task, model, sampler)
+    return Built(
+        recipe, registry, tokenizer, vocabularies, task, model, sampler, data.task
+    )
 
 
 def seed_everything(seed: int) -> None:
