@@ -246,3 +246,13 @@ def test_attention_needs_encoder(tmp_path):
 
     with pytest.raises(RecipeError, match="has no \\[encoder\\]"):
         build(recipe, registry)
+
+
+def test_resume_matches_uninterrupted_run(g2p_run, tmp_path):
+    _, metrics = g2p_run
+    recipe, registry = load_recipe(write_recipe(tmp_path, G2P_RECIPE))
+    train(recipe, registry, tmp_path / "run", stop_at=50)
+    resumed = train(recipe, registry, tmp_path / "run", resume=True)
+
+    assert resumed["test_loss"] == pytest.approx(metrics["test_loss"], abs=1e-6)
+    assert resumed["test_per"] == metrics["test_per"]
