@@ -35,8 +35,22 @@ from bench.memory import run_memory_benchmark
 from bench.packing import PackingSettings, run_packing_benchmark
 from bench.report import render_results, write_results
 from bench.training import TrainingSettings, profile_training, run_training_benchmark
+from bench.translation import (
+    AttentionTrainingSettings,
+    BeamSearchSettings,
+    run_attention_training_benchmark,
+    run_beam_search_benchmark,
+)
 
-NAMES = ("training", "generation", "memory", "packing", "classify-inference")
+NAMES = (
+    "training",
+    "generation",
+    "memory",
+    "packing",
+    "classify-inference",
+    "beam-search",
+    "attention-training",
+)
 # One thread keeps the ratios stable when other processes share the cores,
 # because OpenMP threads that compete with another process's threads wait at
 # barriers and step times then swing several-fold. BENCHMARKS.md has figures.
@@ -104,6 +118,8 @@ class _Settings:
     generation: GenerationSettings
     packing: PackingSettings
     classify_inference: ClassifyInferenceSettings
+    beam_search: BeamSearchSettings
+    attention_training: AttentionTrainingSettings
 
 
 def _settings(args: argparse.Namespace) -> _Settings:
@@ -112,6 +128,8 @@ def _settings(args: argparse.Namespace) -> _Settings:
         GenerationSettings(),
         PackingSettings(),
         ClassifyInferenceSettings(),
+        BeamSearchSettings(),
+        AttentionTrainingSettings(),
     )
     if args.quick:
         settings = _Settings(
@@ -119,6 +137,10 @@ def _settings(args: argparse.Namespace) -> _Settings:
             GenerationSettings(repeats=2),
             PackingSettings(warmup_steps=1, names_steps=6, bbc_news_steps=3),
             ClassifyInferenceSettings(texts=64, repeats=2),
+            BeamSearchSettings(
+                examples=4_000, pretrain_steps=10, sources=16, repeats=2
+            ),
+            AttentionTrainingSettings(examples=4_000, warmup_steps=1, timed_steps=3),
         )
     if args.steps is not None:
         settings.training.timed_steps = args.steps
@@ -158,9 +180,15 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_memory_benchmark(args.threads))
         elif name == "packing":
             results.append(run_packing_benchmark(settings.packing))
-        else:
+        elif name == "classify-inference":
             results.append(
                 run_classify_inference_benchmark(settings.classify_inference)
+            )
+        elif name == "beam-search":
+            results.append(run_beam_search_benchmark(settings.beam_search))
+        else:
+            results.append(
+                run_attention_training_benchmark(settings.attention_training)
             )
     busy = other_cores_busy(cpu_start, sample_cpu())
 

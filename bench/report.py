@@ -193,12 +193,95 @@ def render_classify_inference(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_beam_search(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the beam search benchmark."""
+    settings = result["settings"]
+    words, beam = settings["sources"], result["beam_size"]
+    rates, outputs = result["words_per_s"], result["outputs"]
+    beam_out, greedy_out = outputs["beam"], outputs["greedy"]
+    return [
+        f"### 6. Beam search at batch {words} and one word at a time",
+        "",
+        f"cmudict words to phones, model trained {settings['pretrain_steps']} steps "
+        f"on {result['train_words']:,} words (mean loss of the last 10 steps "
+        f"{result['final_loss']:.3f}, taking {result['pretrain_seconds']:.0f} s). "
+        f"{words} test words, {result['mean_source_chars']:.1f} characters on "
+        f"average; `translate` with at most {result['max_new_tokens']} new tokens; "
+        f"{settings['repeats']} repetitions, median. Took {result['seconds']:.0f} s; "
+        f"other processes kept {_load(result)} busy.",
+        "",
+        f"| | beam {beam}, batch {words} | beam {beam}, one at a time | "
+        f"greedy, batch {words} |",
+        "|---|---|---|---|",
+        f"| words/s | {rates['beam_batched']:,.0f} | {rates['beam_single']:,.0f} | "
+        f"{rates['greedy_batched']:,.0f} |",
+        f"| phones per output, mean | {beam_out['mean_phones']:.2f} | "
+        f"{beam_out['mean_phones']:.2f} | {greedy_out['mean_phones']:.2f} |",
+        f"| outputs that ended at `<eos>` | {beam_out['ended_at_eos']:.0%} | "
+        f"{beam_out['ended_at_eos']:.0%} | {greedy_out['ended_at_eos']:.0%} |",
+        f"| outputs equal to a cmudict pronunciation | "
+        f"{beam_out['exact_match']:.0%} | {beam_out['exact_match']:.0%} | "
+        f"{greedy_out['exact_match']:.0%} |",
+        "",
+        "The first cmudict pronunciations of these words have "
+        f"{result['mean_reference_phones']:.2f} phones on average.",
+        "",
+        f"Beam {beam}, words/s at batch {words} / one at a time: "
+        f"**{result['batch_speedup']:.1f}**, target >= "
+        f"{result['target_speedup']:g}: {_verdict(result['passed'])}. Per "
+        f"repetition: {', '.join(f'{r:.1f}' for r in result['batch_speedups'])}. "
+        f"Both batch sizes returned the same phones for all {result['same_outputs']} "
+        "words, with scores equal to 1e-4.",
+        "",
+        f"Beam {beam} time per word / greedy time per word, both at batch {words}: "
+        f"**{result['beam_cost']:.2f}**. Per repetition: "
+        f"{', '.join(f'{r:.2f}' for r in result['beam_costs'])}.",
+    ]
+
+
+def render_attention_training(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the attention training benchmark."""
+    settings = result["settings"]
+    lines = [
+        "### 7. Training throughput of the attention modes",
+        "",
+        f"Batches of {result['batch_size']} cmudict words, "
+        f"{result['mean_source_steps']:.1f} source and "
+        f"{result['mean_target_steps']:.1f} target steps on average. Each variant "
+        f"ran {settings['warmup_steps']} warm-up and {settings['timed_steps']} timed "
+        "steps, in turn step by step. Took "
+        f"{result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        "| decoder | loop over target steps | target tokens/s | ratio loop-free "
+        "Luong / this | per-step quartiles |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in result["variants"]:
+        if variant["key"] == "after":
+            ratio, quartiles = "1 (reference)", ""
+        else:
+            ratio = f"**{variant['speedup']:.2f}**"
+            quartiles = ", ".join(f"{r:.2f}" for r in variant["speedup_quartiles"])
+        lines.append(
+            f"| {variant['title']} | {'yes' if variant['loops'] else 'no'} | "
+            f"{variant['tokens_per_s']:,.0f} | {ratio} | {quartiles} |"
+        )
+    lines += [
+        "",
+        'Ratio loop-free Bahdanau / Bahdanau with attend = "before": '
+        f"{result['before_vs_after_bahdanau']:.2f}.",
+    ]
+    return lines
+
+
 RENDERERS = {
     "training": render_training,
     "generation": render_generation,
     "memory": render_memory,
     "packing": render_packing,
     "classify-inference": render_classify_inference,
+    "beam-search": render_beam_search,
+    "attention-training": render_attention_training,
 }
 
 

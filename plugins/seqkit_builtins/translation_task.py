@@ -35,8 +35,8 @@ from seqkit.task import Batch
 from seqkit.text import normalize
 
 SPLITS = ("train", "valid", "test")
-# Batches whose examples are sorted by source length together, so a batch
-# holds sources of similar length and carries little padding.
+# The number of batches whose examples are sorted by source length together,
+# so that each batch contains sources of similar length and little padding.
 POOL_BATCHES = 32
 
 
