@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -69,6 +72,64 @@ def plot_attention(
     axis.set_yticks(range(len(target_tokens)), target_tokens)
     axis.set_xlabel("source")
     axis.set_ylabel("output")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_captions(items: list[tuple[Any, str, str]], path: Path) -> None:
+    """Draw images with their predicted and reference captions into `path`.
+
+    `items` holds (PIL image, predicted caption, reference caption) triples,
+    drawn four to a row.
+    """
+    columns = min(4, len(items))
+    rows = math.ceil(len(items) / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (image, predicted, reference) in zip(axes.flat, items, strict=False):
+        axis.imshow(image)
+        axis.set_title(
+            f"{textwrap.fill(predicted, 30)}\n(true: {textwrap.fill(reference, 30)})",
+            fontsize=8,
+        )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_attention_maps(
+    items: list[tuple[Any, list[str], Any]], path: Path, max_words: int = 6
+) -> None:
+    """Draw where the decoder looked for each word, over the image, into `path`.
+
+    `items` holds (PIL image, words, weights (T, h, w)) triples; each row
+    shows the image, then the first `max_words` words with their weights
+    stretched over it.
+    """
+    columns = 1 + min(max_words, max(len(words) for _, words, _ in items))
+    figure, axes = plt.subplots(
+        len(items), columns, figsize=(2.2 * columns, 2.4 * len(items)), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, (image, words, weights) in enumerate(items):
+        width, height = image.size
+        axes[row][0].imshow(image)
+        for column, word in enumerate(words[: columns - 1], start=1):
+            axis = axes[row][column]
+            axis.imshow(image)
+            axis.imshow(
+                weights[column - 1],
+                cmap="inferno",
+                alpha=0.6,
+                extent=(0, width, height, 0),
+                interpolation="bilinear",
+            )
+            axis.set_title(word, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

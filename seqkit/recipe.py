@@ -96,6 +96,14 @@ class TrainOptions:
     log_every: int = field(
         default=50, metadata={"min": 1, "help": "steps between log lines"}
     )
+    num_workers: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "worker processes that load and transform images; 0 loads "
+            "them in the training process",
+        },
+    )
     class_weights: Literal["none", "balanced"] = field(
         default="none",
         metadata={

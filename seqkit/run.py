@@ -123,6 +123,7 @@ def build(
 
     task = task_cls(tokenizer, vocabularies, recipe, source_tokenizer)
     task.sampler = sampler
+    task.encoder = encoder
     if splits is not None:
         task.prepare(splits)
     return Built(

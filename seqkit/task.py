@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from seqkit.interfaces import EvalResult, Sampler, Splits, Tokenizer
+from seqkit.interfaces import Encoder, EvalResult, Sampler, Splits, Tokenizer
 from seqkit.model import SequenceModel
 from seqkit.vocab import Vocabulary
 
@@ -32,6 +32,9 @@ class Task(ABC):
     # The recipe's sampler, set by `seqkit.run.build`; tasks that decode in
     # `evaluate`, such as translation, decode with it.
     sampler: Sampler | None = None
+    # The model's encoder, set by `seqkit.run.build`; a task that shapes its
+    # inputs to the encoder, such as the image size, reads it.
+    encoder: Encoder | None = None
 
     def __init__(
         self,

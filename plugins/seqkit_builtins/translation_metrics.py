@@ -231,11 +231,34 @@ class ExactMatch(_SentenceMetric):
         return {"word_acc": exact_match_rate(result.predictions, result.references)}
 
 
+class BleuOrders(_SentenceMetric):
+    """Corpus BLEU-1 to BLEU-4 over every reference of each item, as captioning
+    reports them, with the sacrebleu signature of BLEU-4."""
+
+    def compute(self, result: EvalResult) -> dict[str, float | str]:
+        scores: dict[str, float | str] = dict(
+            bleu_n_scores(result.predictions, result.references)
+        )
+        _, signature = corpus_bleu(result.predictions, result.references)
+        scores["bleu_signature"] = signature
+        return scores
+
+
+class ExactMatchRate(_SentenceMetric):
+    """The fraction of outputs equal to one of their references, token by token."""
+
+    def compute(self, result: EvalResult) -> dict[str, float | str]:
+        rate = exact_match_rate(result.predictions, result.references)
+        return {"exact_match": rate}
+
+
 @hookimpl
 def seqkit_add_metrics() -> dict[str, type]:
     return {
         "bleu": Bleu,
+        "bleu_orders": BleuOrders,
         "chrf": Chrf,
+        "exact_match": ExactMatchRate,
         "per": PhoneErrorRate,
         "word_acc": ExactMatch,
     }

@@ -24,8 +24,6 @@ from seqkit import (
     Sampler,
     SequenceModel,
     Splits,
-    StepModel,
-    Task,
     Tokenizer,
     Vocabulary,
     hookimpl,
@@ -33,6 +31,7 @@ from seqkit import (
 )
 from seqkit.task import Batch
 from seqkit.text import normalize
+from seqkit_builtins.encoder_decoder import EncoderDecoderTask
 
 SPLITS = ("train", "valid", "test")
 # The number of batches whose examples are sorted by source length together,
@@ -66,7 +65,7 @@ class Translation:
     nbest: list[tuple[str, float]] = field(default_factory=list)
 
 
-class TranslationTask(Task):
+class TranslationTask(EncoderDecoderTask):
     """Trains an encoder-decoder on (source, target) pairs with teacher forcing.
 
     A source is encoded as its tokens and `<eos>`, cut to `train.seq_len`
@@ -105,13 +104,6 @@ class TranslationTask(Task):
         tokens = self.source_tokenizer.tokenize(normalize(text))
         keep = max(self.recipe.train.seq_len - 1, 0)
         return torch.tensor([*vocab.encode(tokens)[:keep], vocab.eos_id])
-
-    def target_ids(self, text: str) -> Tensor:
-        """Encode a target text as at most `train.seq_len - 1` ids, without specials."""
-        vocab = self.vocabularies["target"]
-        tokens = self.tokenizer.tokenize(normalize(text))
-        keep = max(self.recipe.train.seq_len - 1, 0)
-        return torch.tensor(vocab.encode(tokens)[:keep], dtype=torch.long)
 
     def prepare(self, splits: Splits) -> None:
         self.encoded = {
@@ -211,15 +203,6 @@ class TranslationTask(Task):
         encoder_output = model.encode(batch["source"], batch["lengths"])
         return model(batch["inputs"], None, encoder_output).logits  # (B, T, V)
 
-    def loss(self, model: SequenceModel, batch: Batch) -> tuple[Tensor, int]:
-        logits = self._logits(model, batch)  # (B, T, V)
-        outputs = batch["outputs"]  # (B, T)
-        pad = self.vocabularies["target"].pad_id
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1), outputs.flatten(), ignore_index=pad
-        )
-        return loss, int((outputs != pad).sum())
-
     def _ordered_batches(self, split: EncodedPairs) -> list[Tensor]:
         """Return batches of a split's rows, sorted by source length."""
         size = self.recipe.evaluate.batch_size or self.recipe.train.batch_size
@@ -284,16 +267,6 @@ class TranslationTask(Task):
 
     # ------------------------------------------------------------ decoding
 
-    def decoding_sampler(self, sampler: Sampler | None = None) -> Sampler:
-        """Return `sampler`, else the recipe's sampler, else greedy decoding."""
-        if sampler is not None:
-            return sampler
-        if self.sampler is not None:
-            return self.sampler
-        from seqkit_builtins.samplers import GreedyOptions, GreedySampler
-
-        return GreedySampler(GreedyOptions())
-
     def _decode(
         self,
         model: SequenceModel,
@@ -306,32 +279,14 @@ class TranslationTask(Task):
         source_vocab = self.vocabularies["source"]
         encoder_output = model.encode(batch["source"], batch["lengths"])
         B = batch["source"].shape[0]
-        step_model = StepModel(
-            model.decoder,
-            encoder_output,
-            banned=(vocab.pad_id, vocab.unk_id, vocab.bos_id),
-        )
-        state = model.decoder.init_state(B, encoder_output)
-        start = batch["source"].new_full((B,), vocab.bos_id)  # (B,)
-        generation = sampler.generate(
-            step_model,
-            state,
-            start,
-            self.recipe.train.seq_len,
-            vocab.eos_id,
-            generator,
-        )
-        nbest = generation.nbest or [
-            [(tokens, float(score))]
-            for tokens, score in zip(
-                generation.tokens, generation.scores.tolist(), strict=True
-            )
-        ]
+        generation = self.generate_from(model, encoder_output, B, sampler, generator)
         translations = []
         for row in range(B):
             length = int(batch["lengths"][row])
             source_tokens = source_vocab.decode(batch["source"][row, :length].tolist())
-            texts = [(self._detokenize(ids), score) for ids, score in nbest[row]]
+            texts = [
+                (self._detokenize(ids), score) for ids, score in generation.nbest[row]
+            ]
             best = generation.tokens[row]
             translations.append(
                 Translation(
@@ -343,9 +298,6 @@ class TranslationTask(Task):
                 )
             )
         return translations
-
-    def _detokenize(self, ids: list[int]) -> str:
-        return self.tokenizer.detokenize(self.vocabularies["target"].decode(ids))
 
     @torch.no_grad()
     def translate(
