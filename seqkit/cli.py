@@ -176,6 +176,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     translate.set_defaults(handler=_translate)
 
+    caption = commands.add_parser(
+        "caption",
+        help="caption images with a captioning run",
+        description="Prints one caption per image, in the order given. Without "
+        "the beam flags the recipe's sampler decodes. With --n-best N, each line "
+        "holds the N best captions, best first, separated by tabs.",
+    )
+    caption.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
+    caption.add_argument("images", nargs="+", type=Path, help="image files")
+    caption.add_argument(
+        "--beam-size", type=int, help="decode with beam search of this width"
+    )
+    caption.add_argument(
+        "--n-best", type=int, help="print the N best captions of each image (beam)"
+    )
+    caption.add_argument(
+        "--length-penalty",
+        type=float,
+        help="beam search's alpha in score / ((5 + length) / 6) ** alpha; 0 is off",
+    )
+    caption.set_defaults(handler=_caption, attention_plot=None)
+
     plugins = commands.add_parser("plugins", help="list registered components by kind")
     plugins.add_argument(
         "--verbose",
@@ -416,6 +438,22 @@ def _translate(args: argparse.Namespace) -> int:
                 f"run {args.run_dir} has no attention to draw; --attention-plot "
                 "needs a recipe with an [attention] section"
             )
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from seqkit.run import load_run
+
+    _check_translate_args(args)
+    built = load_run(args.run_dir)
+    caption = _task_operation(
+        built, args.run_dir, "caption", "caption images", "captioning"
+    )
+    for result in caption(built.model, list(args.images), _beam_for(built, args)):
+        if args.n_best is not None:
+            print("\t".join(text for text, _ in result.nbest))
+        else:
+            print(result.text)
     return 0
 
 
