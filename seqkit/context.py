@@ -28,3 +28,6 @@ class BuildContext:
     source_vocab: Vocabulary | None = None
     encoder_size: int | None = None
     attention: Any = None
+    # True when a checkpoint's weights will replace the initial ones, so a
+    # component skips loading pretrained weights from their file.
+    restoring: bool = False

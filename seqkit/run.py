@@ -62,13 +62,17 @@ def build(
     registry: Registry,
     vocabularies: dict[str, Vocabulary] | None = None,
     load_data: bool = True,
+    restoring: bool = False,
 ) -> Built:
     """Build tokenizer, task, model and sampler; load the data when `load_data`.
 
     Without `vocabularies` they are built from the training split. A run
-    loaded from a checkpoint passes the stored ones and never rebuilds them.
+    loaded from a checkpoint passes the stored ones and never rebuilds them, and
+    `restoring` tells components that the checkpoint's weights replace theirs.
     """
-    context = BuildContext(base_dir=recipe.base_dir, recipe_file=recipe.file)
+    context = BuildContext(
+        base_dir=recipe.base_dir, recipe_file=recipe.file, restoring=restoring
+    )
     tokenizer = recipe.tokenizer.cls(recipe.tokenizer.options, context)
     source_tokenizer = tokenizer
     if recipe.source_tokenizer is not None:
@@ -163,7 +167,7 @@ def train(
         checkpoint = load_checkpoint(run_dir / LAST)
         _check_same_model(checkpoint["recipe"], recipe.to_table(), run_dir / LAST)
     vocabularies = _vocabularies(checkpoint) if checkpoint else None
-    built = build(recipe, registry, vocabularies)
+    built = build(recipe, registry, vocabularies, restoring=resume)
     # Fail now, not after hours of training, when a default metric is missing.
     metric_classes(built)
     built.model.to(device)
@@ -265,7 +269,9 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     recipe = validate_recipe(table, registry, str(run_dir / "recipe.toml"), base_dir)
     if recipe.train.threads is not None:
         torch.set_num_threads(recipe.train.threads)
-    built = build(recipe, registry, _vocabularies(checkpoint), load_data=load_data)
+    built = build(
+        recipe, registry, _vocabularies(checkpoint), load_data=load_data, restoring=True
+    )
     stored = checkpoint.get("data_fingerprint")
     if load_data and stored and built.task.fingerprint() != stored:
         log.warning(

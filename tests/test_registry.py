@@ -68,21 +68,26 @@ def test_builtins_registered(registry):
     assert registry.names("data") == [
         "bbc-news",
         "cmudict",
+        "coco",
         "csv",
         "diacritics",
+        "emoji",
+        "flickr8k",
         "folders",
         "gettext",
+        "glyphs",
         "names",
         "shakespeare",
         "text",
         "tsv",
     ]
     assert registry.names("tokenizer") == ["char", "whitespace", "word"]
-    assert registry.names("encoder") == ["rnn"]
+    assert registry.names("encoder") == ["cnn", "rnn"]
     assert registry.names("decoder") == ["label", "rnn", "tagger"]
     assert registry.names("attention") == ["bahdanau", "luong"]
     assert registry.names("sampler") == ["argmax", "beam", "greedy", "sample"]
     assert registry.names("task") == [
+        "captioning",
         "classification",
         "language-model",
         "tagging",
@@ -91,10 +96,12 @@ def test_builtins_registered(registry):
     assert registry.names("metric") == [
         "accuracy",
         "bleu",
+        "bleu_orders",
         "bpc",
         "char_accuracy",
         "chrf",
         "confusion",
+        "exact_match",
         "macro_f1",
         "per",
         "per_class",
