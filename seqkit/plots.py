@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
@@ -91,7 +92,7 @@ def plot_captions(items: list[tuple[Any, str, str]], path: Path) -> None:
     for axis in axes.flat:
         axis.axis("off")
     for axis, (image, predicted, reference) in zip(axes.flat, items, strict=False):
-        axis.imshow(image)
+        axis.imshow(numpy.asarray(image))
         axis.set_title(
             f"{textwrap.fill(predicted, 30)}\n(true: {textwrap.fill(reference, 30)})",
             fontsize=8,
@@ -118,10 +119,11 @@ def plot_attention_maps(
         axis.axis("off")
     for row, (image, words, weights) in enumerate(items):
         width, height = image.size
-        axes[row][0].imshow(image)
+        pixels = numpy.asarray(image)
+        axes[row][0].imshow(pixels)
         for column, word in enumerate(words[: columns - 1], start=1):
             axis = axes[row][column]
-            axis.imshow(image)
+            axis.imshow(pixels)
             axis.imshow(
                 weights[column - 1],
                 cmap="inferno",

@@ -509,7 +509,7 @@ class CaptioningTask(EncoderDecoderTask):
         for image, caption, _ in shown[:3]:
             grid = self.attention_grid(model, image, caption)
             if grid is not None:
-                maps.append((image, [*caption.tokens, "<eos>"], grid))
+                maps.append((image, [*caption.tokens, "<eos>"], grid.numpy()))
         if maps:
             plots.plot_attention_maps(maps, Path(run_dir) / "attention.png")
 
