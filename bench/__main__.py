@@ -19,6 +19,12 @@ from typing import Any
 
 import torch
 
+from bench.captioning import (
+    CaptionInferenceSettings,
+    DataWaitSettings,
+    run_caption_inference_benchmark,
+    run_data_wait_benchmark,
+)
 from bench.classify_inference import (
     ClassifyInferenceSettings,
     run_classify_inference_benchmark,
@@ -50,6 +56,8 @@ NAMES = (
     "classify-inference",
     "beam-search",
     "attention-training",
+    "caption-data-wait",
+    "caption-inference",
 )
 # One thread keeps the ratios stable when other processes share the cores,
 # because OpenMP threads that compete with another process's threads wait at
@@ -120,6 +128,8 @@ class _Settings:
     classify_inference: ClassifyInferenceSettings
     beam_search: BeamSearchSettings
     attention_training: AttentionTrainingSettings
+    data_wait: DataWaitSettings
+    caption_inference: CaptionInferenceSettings
 
 
 def _settings(args: argparse.Namespace) -> _Settings:
@@ -130,6 +140,8 @@ def _settings(args: argparse.Namespace) -> _Settings:
         ClassifyInferenceSettings(),
         BeamSearchSettings(),
         AttentionTrainingSettings(),
+        DataWaitSettings(),
+        CaptionInferenceSettings(),
     )
     if args.quick:
         settings = _Settings(
@@ -141,6 +153,8 @@ def _settings(args: argparse.Namespace) -> _Settings:
             # for a batch of 64 (quick runs at batch 16 measured 2.7 and 3.6).
             BeamSearchSettings(examples=4_000, pretrain_steps=10, repeats=2),
             AttentionTrainingSettings(examples=4_000, warmup_steps=1, timed_steps=3),
+            DataWaitSettings(timed_steps=2),
+            CaptionInferenceSettings(images=32, repeats=1),
         )
     if args.steps is not None:
         settings.training.timed_steps = args.steps
@@ -186,10 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif name == "beam-search":
             results.append(run_beam_search_benchmark(settings.beam_search))
-        else:
+        elif name == "attention-training":
             results.append(
                 run_attention_training_benchmark(settings.attention_training)
             )
+        elif name == "caption-data-wait":
+            results.append(run_data_wait_benchmark(settings.data_wait))
+        else:
+            results.append(run_caption_inference_benchmark(settings.caption_inference))
     busy = other_cores_busy(cpu_start, sample_cpu())
 
     machine = {

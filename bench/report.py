@@ -274,6 +274,87 @@ def render_attention_training(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _workers(count: int) -> str:
+    return "none (loading in the training process)" if count == 0 else str(count)
+
+
+def render_data_wait(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the captioning data wait benchmark."""
+    settings = result["settings"]
+    target = result["target_share"]
+    lines = [
+        "### 8. Data wait in captioning training",
+        "",
+        f"caption.toml, untrained; batches of {result['batch_size']} glyph images "
+        f"({result['train_images']:,} training images, {result['image_size']} x "
+        f"{result['image_size']} pixels, {result['steps_per_epoch']} steps per "
+        f"epoch). Each worker count ran {settings['warmup_steps']} warm-up and "
+        f"{settings['timed_steps']} timed steps after the first batch of its epoch. "
+        f"Took {result['seconds']:.0f} s; other processes kept {_load(result)} busy.",
+        "",
+        "| `train.num_workers` | wait / step time | per-step median | wait per "
+        "step, median and max | step, median | first batch of the epoch: wait, "
+        f"step | under {target:.0%} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for count in result["counts"]:
+        verdict = "(no target)"
+        if count["workers"] >= 1:
+            verdict = _verdict(count["wait_share"] < target)
+        lines.append(
+            f"| {_workers(count['workers'])} | **{count['wait_share']:.1%}** | "
+            f"{count['wait_share_median']:.1%} | {count['wait_ms_median']:,.1f} ms, "
+            f"{count['wait_ms_max']:,.1f} ms | {count['step_ms_median']:,.0f} ms | "
+            f"{count['first_wait_ms']:,.0f} ms, {count['first_step_ms']:,.0f} ms | "
+            f"{verdict} |"
+        )
+    lines += [
+        "",
+        "The wait / step time column is the time inside `train_batch` over the "
+        f"timed steps divided by their whole time. Target: under {target:.0%} "
+        "with at least one worker (the recipe uses "
+        f"{result['recipe_workers']}): **{_verdict(result['passed'])}**.",
+    ]
+    return lines
+
+
+def render_caption_inference(result: dict[str, Any]) -> list[str]:
+    """Return the Markdown lines for the captioning inference benchmark."""
+    settings = result["settings"]
+    sizes = settings["sizes"]
+    small, large = min(sizes), max(sizes)
+    samplers = result["samplers"]
+    titles = {"greedy": "greedy", "beam": f"beam {result['beam_size']}"}
+    lines = [
+        f"### 9. Captioning at batch {small} and batch {large}",
+        "",
+        f"caption.toml, untrained; {settings['images']} glyph test images in memory; "
+        f"`caption` with at most {result['max_new_tokens']} new tokens; "
+        f"{settings['repeats']} repetitions, median. Took {result['seconds']:.0f} s; "
+        f"other processes kept {_load(result)} busy.",
+        "",
+        f"| sampler | captions/s, batch {small} | captions/s, batch {large} | ratio "
+        f"batch {large} / batch {small} | per repetition | tokens per caption | "
+        "ended at `<eos>` | same caption at both sizes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, figures in samplers.items():
+        rates = figures["captions_per_s"]
+        lines.append(
+            f"| {titles[name]} | {rates[small]:,.1f} | {rates[large]:,.1f} | "
+            f"**{figures['speedup']:.1f}** | "
+            f"{', '.join(f'{r:.1f}' for r in figures['speedups'])} | "
+            f"{figures['mean_tokens']:.1f} | {figures['ended_at_eos']:.0%} | "
+            f"{figures['same_outputs']} of {settings['images']} |"
+        )
+    lines += [
+        "",
+        "The first reference captions of the test images have "
+        f"{result['mean_reference_words']:.1f} words on average.",
+    ]
+    return lines
+
+
 RENDERERS = {
     "training": render_training,
     "generation": render_generation,
@@ -282,6 +363,8 @@ RENDERERS = {
     "classify-inference": render_classify_inference,
     "beam-search": render_beam_search,
     "attention-training": render_attention_training,
+    "caption-data-wait": render_data_wait,
+    "caption-inference": render_caption_inference,
 }
 
 

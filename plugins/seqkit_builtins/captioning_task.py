@@ -113,8 +113,10 @@ class ImageDataset(Dataset):
             image = load_image(self.sources[row])
         except ImageError as error:
             return row, None, str(error)
+        # The transforms draw from the CPU generator, the one fork_rng saves;
+        # torch.manual_seed would also reseed every accelerator, at a cost.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             pixels = self.transform(image)  # (3, H, W)
         return row, pixels, ""
 
