@@ -1,5 +1,6 @@
 """seqkit: recurrent sequence models on PyTorch, assembled by TOML recipes."""
 
+from seqkit.api import Run, load_run
 from seqkit.context import BuildContext
 from seqkit.errors import (
     CheckpointError,
@@ -58,6 +59,8 @@ __all__ = [
     "Tokenizer",
     "TrainingError",
     "Vocabulary",
+    "Run",
     "generate_text",
     "hookimpl",
+    "load_run",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 # torch and the plugins are imported inside the command handlers, so that
 # `--help` is quick and Ctrl-C during start-up is handled like any other.
-from seqkit.errors import RecipeError, SeqkitError
+from seqkit.errors import SeqkitError
 
 log = logging.getLogger("seqkit")
 # The core and the built-in plugins log under these names; both reach the
@@ -271,31 +271,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from seqkit.generation import generate_text
-    from seqkit.run import load_run
+    from seqkit.api import load_run
 
     _check_generate_args(args)
-    built = load_run(args.run_dir)
-    if built.model.encoder is not None:
-        # generate_text starts the decoder without an encoder output.
-        raise SeqkitError(
-            f"run {args.run_dir} has an encoder and was trained for the "
-            f"{built.task_name!r} task; `seqkit generate` continues text "
-            "from a language model only"
-        )
-    sampler = _sampler_for(built, args)
-    generator = torch.Generator().manual_seed(args.seed)
-    texts = generate_text(
-        built.model,
-        built.tokenizer,
-        built.vocabularies["target"],
-        sampler,
+    texts = load_run(args.run_dir).generate(
         prompt=args.prompt,
         max_new_tokens=args.max_new_tokens,
         num_samples=args.num_samples,
-        generator=generator,
+        seed=args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
     )
     print("\n\n".join(texts))
     return 0
@@ -324,36 +311,6 @@ def _check_generate_args(args: argparse.Namespace) -> None:
         raise SeqkitError(f"--num-samples must be at least 1, got {args.num_samples}")
 
 
-def _sampler_for(built, args: argparse.Namespace):
-    """Return the recipe's sampler, or `sample` when the flags ask for sampling."""
-    from seqkit import schema
-    from seqkit.context import BuildContext
-
-    flags = {
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty,
-    }
-    flags = {name: value for name, value in flags.items() if value is not None}
-    if not flags:
-        return built.sampler
-    component = built.recipe.sampler
-    name = component.plugin
-    table = schema.to_table(component.options)
-    accepted = {n for n, *_ in schema.describe(component.cls.Options)}
-    if not set(flags) <= accepted:
-        name, table = "sample", {}
-    cls = built.registry.get("sampler", name)
-    try:
-        options = schema.validate(
-            cls.Options, {**table, **flags}, "sampler", "command line"
-        )
-    except RecipeError as error:
-        raise SeqkitError(str(error)) from None
-    return cls(options, BuildContext(base_dir=built.recipe.base_dir))
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from seqkit.run import evaluate_built, load_run
 
@@ -369,38 +326,22 @@ def _input_texts(texts: list[str]) -> list[str]:
     return [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin]
 
 
-def _task_operation(built, run_dir: Path, name: str, action: str, task_name: str):
-    """Return the task method `name`, or raise if the run's task has none."""
-    operation = getattr(built.task, name, None)
-    if operation is None:
-        task = built.task_name
-        raise SeqkitError(
-            f"run {run_dir} was trained for the {task!r} task, which cannot "
-            f"{action}; pass a run whose data source has the {task_name} task"
-        )
-    return operation
-
-
 def _tag(args: argparse.Namespace) -> int:
-    from seqkit.run import load_run
+    from seqkit.api import load_run
 
-    built = load_run(args.run_dir)
-    tag = _task_operation(built, args.run_dir, "tag", "tag text", "tagging")
-    for output in tag(built.model, _input_texts(args.text)):
+    run = load_run(args.run_dir)
+    for output in run.tag(_input_texts(args.text)):
         print(output)
     return 0
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from seqkit.run import load_run
+    from seqkit.api import load_run
 
     if args.top_k is not None and args.top_k < 1:
         raise SeqkitError(f"--top-k must be at least 1, got {args.top_k}")
-    built = load_run(args.run_dir)
-    predict = _task_operation(
-        built, args.run_dir, "predict_labels", "label texts", "classification"
-    )
-    for ranked in predict(built.model, _input_texts(args.text), top_k=args.top_k or 1):
+    run = load_run(args.run_dir)
+    for ranked in run.classify(_input_texts(args.text), top_k=args.top_k or 1):
         if args.top_k is None:
             label, probability = ranked[0]
             print(f"{label}\t{probability:.4f}")
@@ -409,29 +350,38 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _beam_flags(args: argparse.Namespace) -> dict:
+    return {
+        "beam_size": args.beam_size,
+        "n_best": args.n_best,
+        "length_penalty": args.length_penalty,
+    }
+
+
+def _print_outputs(results: list, n_best: int | None) -> None:
+    """Print each result's text, or its n-best texts separated by tabs."""
+    for result in results:
+        if n_best is not None:
+            print("\t".join(text for text, _ in result.nbest))
+        else:
+            print(result.text)
+
+
 def _translate(args: argparse.Namespace) -> int:
-    from seqkit.run import load_run
+    from seqkit.api import load_run
 
     _check_translate_args(args)
-    built = load_run(args.run_dir)
-    translate = _task_operation(
-        built, args.run_dir, "translate", "translate texts", "translation"
-    )
-    sampler = _beam_for(built, args)
+    run = load_run(args.run_dir)
     texts = _input_texts(args.text)
     if args.attention_plot is not None and not any(t.strip() for t in texts[:1]):
         raise SeqkitError(
             "--attention-plot draws the first text, which is empty; give a text"
         )
-    results = translate(built.model, texts, sampler)
-    for result in results:
-        if args.n_best is not None:
-            print("\t".join(text for text, _ in result.nbest))
-        else:
-            print(result.text)
+    results = run.translate(texts, **_beam_flags(args))
+    _print_outputs(results, args.n_best)
     if args.attention_plot is not None:
-        drawn = built.task.plot_attention(
-            built.model, texts[0], results[0], args.attention_plot
+        drawn = run.built.task.plot_attention(
+            run.built.model, texts[0], results[0], args.attention_plot
         )
         if not drawn:
             raise SeqkitError(
@@ -442,18 +392,11 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from seqkit.run import load_run
+    from seqkit.api import load_run
 
     _check_translate_args(args)
-    built = load_run(args.run_dir)
-    caption = _task_operation(
-        built, args.run_dir, "caption", "caption images", "captioning"
-    )
-    for result in caption(built.model, list(args.images), _beam_for(built, args)):
-        if args.n_best is not None:
-            print("\t".join(text for text, _ in result.nbest))
-        else:
-            print(result.text)
+    run = load_run(args.run_dir)
+    _print_outputs(run.caption(list(args.images), **_beam_flags(args)), args.n_best)
     return 0
 
 
@@ -471,37 +414,6 @@ def _check_translate_args(args: argparse.Namespace) -> None:
         raise SeqkitError(
             f"--attention-plot: folder {plot.parent} does not exist; create it first"
         )
-
-
-def _beam_for(built, args: argparse.Namespace):
-    """Return the recipe's sampler, or beam search when a beam flag is given.
-
-    Beam flags start from the recipe's beam options when its sampler is
-    `beam`, else from the defaults.
-    """
-    from seqkit import schema
-    from seqkit.context import BuildContext
-
-    flags = {
-        "beam_size": args.beam_size,
-        "n_best": args.n_best,
-        "length_penalty": args.length_penalty,
-    }
-    flags = {name: value for name, value in flags.items() if value is not None}
-    if not flags:
-        return built.sampler
-    component = built.recipe.sampler
-    table = {}
-    if component.plugin == "beam":
-        table = schema.to_table(component.options)
-    cls = built.registry.get("sampler", "beam")
-    options = schema.validate(cls.Options, {**table, **flags}, "sampler", "flags")
-    if options.n_best > options.beam_size:
-        raise SeqkitError(
-            f"--n-best ({options.n_best}) cannot exceed the beam size "
-            f"({options.beam_size}); raise --beam-size"
-        )
-    return cls(options, BuildContext(base_dir=built.recipe.base_dir))
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -187,7 +187,7 @@ def test_translate_cli_rejects_bad_flags(g2p_run, capsys):
     run_dir = str(g2p_run[0])
 
     assert main(["translate", run_dir, "cat", "--n-best", "9"]) == 2
-    assert "--n-best (9) cannot exceed the beam size (3)" in capsys.readouterr().err
+    assert "n_best (9) cannot exceed beam_size (3)" in capsys.readouterr().err
     assert main(["translate", run_dir, "cat", "--beam-size", "0"]) == 2
     assert "--beam-size must be at least 1, got 0" in capsys.readouterr().err
 
