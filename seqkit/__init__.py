@@ -29,6 +29,9 @@ from seqkit.interfaces import (
     Tokenizer,
 )
 from seqkit.model import SequenceModel
+from seqkit.recipe import read_recipe, validate_recipe
+from seqkit.registry import create_registry
+from seqkit.run import build, load_recipe, train
 from seqkit.task import Task
 from seqkit.vocab import Vocabulary
 
@@ -60,7 +63,13 @@ __all__ = [
     "TrainingError",
     "Vocabulary",
     "Run",
+    "build",
+    "create_registry",
     "generate_text",
     "hookimpl",
+    "load_recipe",
     "load_run",
+    "read_recipe",
+    "train",
+    "validate_recipe",
 ]

@@ -87,6 +87,9 @@ class Encoder(nn.Module, ABC):
     """
 
     Options: ClassVar[type] = type(None)
+    # The width H of `summary` and `memory`; decoders size their bridge and
+    # attention from it. Every encoder sets it in its constructor.
+    output_size: int
 
     @abstractmethod
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
