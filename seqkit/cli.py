@@ -70,7 +70,35 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last.pt"
     )
+    _add_trace_hooks(run)
     run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check",
+        help="check that a recipe's run can start, without training",
+        description="Validates the recipe and its plugins, checks the data files, "
+        "then loads the data and builds the vocabularies, the model and the "
+        "sampler as `seqkit run` does before its first step. Prints a summary "
+        "and exits 0, or prints the first problem and exits 2.",
+    )
+    check.add_argument("recipe", type=Path, help="recipe .toml file")
+    check.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, such as train.lr=0.001 (repeatable)",
+    )
+    check.add_argument(
+        "--no-data",
+        dest="load_data",
+        action="store_false",
+        help="check that the data files exist without loading them, and skip "
+        "the vocabularies and the model",
+    )
+    _add_trace_hooks(check)
+    check.set_defaults(handler=_check)
 
     generate = commands.add_parser(
         "generate",
@@ -205,8 +233,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show each component's options with types and defaults",
     )
+    _add_trace_hooks(plugins)
     plugins.set_defaults(handler=_plugins)
     return parser
+
+
+def _add_trace_hooks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trace-hooks",
+        action="store_true",
+        help="log every plugin hook call: the hook, the plugin, what it "
+        "returned and how long it took",
+    )
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -231,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
     from seqkit.run import load_recipe, prepare_run_folder, train
     from seqkit.training import LAST
 
-    recipe, registry = load_recipe(args.recipe, args.overrides)
+    recipe, registry = load_recipe(args.recipe, args.overrides, args.trace_hooks)
     run_dir = args.out or Path("runs") / args.recipe.stem
     prepare_run_folder(run_dir, args.resume)
     file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
@@ -416,10 +454,40 @@ def _check_translate_args(args: argparse.Namespace) -> None:
         )
 
 
+def _check(args: argparse.Namespace) -> int:
+    from seqkit.run import check_recipe, load_recipe
+
+    recipe, registry = load_recipe(args.recipe, args.overrides, args.trace_hooks)
+    report = check_recipe(recipe, registry, load_data=args.load_data)
+    print(f"recipe: {args.recipe}")
+    print("components:")
+    for section, name, provider in report.components:
+        print(f"  {section:<17} {name:<16} {provider}")
+    if report.split_sizes:
+        sizes = ", ".join(f"{n:,} {split}" for split, n in report.split_sizes.items())
+        print(f"data: {sizes} examples")
+    for name, size in report.vocabulary_sizes.items():
+        print(f"{name} vocabulary: {size:,} tokens")
+    if report.parameters is not None:
+        print(f"model: {report.parameters:,} parameters")
+    if not args.load_data:
+        print("data files found; not loaded (--no-data)")
+    _print_failures(registry.failures)
+    print("ok")
+    return 0
+
+
+def _print_failures(failures: list) -> None:
+    if failures:
+        print("failed plugins:")
+    for failure in failures:
+        print(f"  {failure.plugin:<16} {failure.fault}")
+
+
 def _plugins(args: argparse.Namespace) -> int:
     from seqkit.registry import KINDS, create_registry
 
-    registry = create_registry()
+    registry = create_registry(trace_hooks=args.trace_hooks)
     for kind in KINDS:
         print(f"{kind}:")
         for name in registry.names(kind):
@@ -440,6 +508,7 @@ def _plugins(args: argparse.Namespace) -> int:
         ):
             print(f"[{section}]:")
             _print_options(options_type, "  ")
+    _print_failures(registry.failures)
     return 0
 
 

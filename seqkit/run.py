@@ -6,19 +6,25 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seqkit import plots
+from seqkit import plots, schema
 from seqkit.checkpoint import load_checkpoint
 from seqkit.context import BuildContext
 from seqkit.errors import DataError, RecipeError, SeqkitError
 from seqkit.interfaces import EvalResult, Sampler, Tokenizer
 from seqkit.model import SequenceModel
-from seqkit.recipe import Recipe, read_recipe, validate_recipe
+from seqkit.recipe import (
+    COMPONENT_SECTIONS,
+    SECTION_KINDS,
+    Recipe,
+    read_recipe,
+    validate_recipe,
+)
 from seqkit.registry import Registry, create_registry
 from seqkit.task import Task
 from seqkit.tomlwriter import dumps
@@ -28,8 +34,13 @@ from seqkit.vocab import SPECIALS, Vocabulary
 log = logging.getLogger(__name__)
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[Recipe, Registry]:
-    """Read, extend, override and validate a recipe; load the plugins it names."""
+def load_recipe(
+    path: str | Path, overrides: list[str] = (), trace_hooks: bool = False
+) -> tuple[Recipe, Registry]:
+    """Read, extend, override and validate a recipe; load the plugins it names.
+
+    `trace_hooks` logs every plugin hook call at INFO.
+    """
     path = Path(path)
     table = read_recipe(path, overrides)
     plugins = table.get("plugins", [])
@@ -37,9 +48,39 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[Recipe, Re
         raise RecipeError(
             "expected a list of module names or .py paths", str(path), "plugins"
         )
-    registry = create_registry(plugins, path.parent)
+    registry = create_registry(plugins, path.parent, trace_hooks=trace_hooks)
+    reject_failed_components(table, registry, str(path))
     recipe = validate_recipe(table, registry, str(path), path.parent)
     return recipe, registry
+
+
+def reject_failed_components(table: dict, registry: Registry, file: str) -> None:
+    """Raise `RecipeError` for a component that is missing because a plugin failed.
+
+    The error names the failed plugin and its fault. Components missing for
+    another reason are left to `validate_recipe`.
+    """
+    if not registry.failures:
+        return
+    named: list[tuple[str, object, str]] = []
+    for section in COMPONENT_SECTIONS:
+        raw = table.get(section)
+        if isinstance(raw, dict):
+            kind = SECTION_KINDS.get(section, section)
+            named.append((kind, raw.get("plugin"), f"{section}.plugin"))
+    evaluate = table.get("evaluate")
+    metrics = evaluate.get("metrics") if isinstance(evaluate, dict) else None
+    if isinstance(metrics, list):
+        for index, name in enumerate(metrics):
+            named.append(("metric", name, f"evaluate.metrics[{index}]"))
+    for kind, name, key in named:
+        source = file
+        if isinstance(name, schema.CommandLineValue):
+            name, source = name.text, "--set"
+        if not isinstance(name, str) or name in registry.components[kind]:
+            continue
+        if any(failure.may_provide(kind, name) for failure in registry.failures):
+            raise RecipeError(registry.missing_message(kind, name), source, key)
 
 
 @dataclass
@@ -55,6 +96,8 @@ class Built:
     sampler: Sampler
     # The registered name of the task, which the data source chose.
     task_name: str = ""
+    # Examples per split ("train", "valid", "test"); empty without data.
+    split_sizes: dict[str, int] = field(default_factory=dict)
 
 
 def build(
@@ -73,18 +116,8 @@ def build(
     context = BuildContext(
         base_dir=recipe.base_dir, recipe_file=recipe.file, restoring=restoring
     )
-    tokenizer = recipe.tokenizer.cls(recipe.tokenizer.options, context)
-    source_tokenizer = tokenizer
-    if recipe.source_tokenizer is not None:
-        component = recipe.source_tokenizer
-        source_tokenizer = component.cls(component.options, context)
-    if recipe.attention is not None and recipe.encoder is None:
-        raise RecipeError(
-            "[attention] attends over an encoder's memory, but the recipe has no "
-            "[encoder]; add one or remove [attention]",
-            recipe.file,
-            "attention",
-        )
+    tokenizer, source_tokenizer = _build_tokenizers(recipe, context)
+    _check_attention(recipe)
     data = recipe.data.cls(recipe.data.options, context)
     task_cls = registry.get("task", data.task)
 
@@ -130,9 +163,104 @@ def build(
     task.encoder = encoder
     if splits is not None:
         task.prepare(splits)
+    split_sizes = {}
+    if splits is not None:
+        split_sizes = {name: len(splits.named(name)) for name in SPLITS}
     return Built(
-        recipe, registry, tokenizer, vocabularies, task, model, sampler, data.task
+        recipe,
+        registry,
+        tokenizer,
+        vocabularies,
+        task,
+        model,
+        sampler,
+        data.task,
+        split_sizes,
     )
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def _build_tokenizers(
+    recipe: Recipe, context: BuildContext
+) -> tuple[Tokenizer, Tokenizer]:
+    """Return the target tokenizer and the source tokenizer (the same by default)."""
+    tokenizer = recipe.tokenizer.cls(recipe.tokenizer.options, context)
+    source_tokenizer = tokenizer
+    if recipe.source_tokenizer is not None:
+        component = recipe.source_tokenizer
+        source_tokenizer = component.cls(component.options, context)
+    return tokenizer, source_tokenizer
+
+
+def _check_attention(recipe: Recipe) -> None:
+    if recipe.attention is not None and recipe.encoder is None:
+        raise RecipeError(
+            "[attention] attends over an encoder's memory, but the recipe has no "
+            "[encoder]; add one or remove [attention]",
+            recipe.file,
+            "attention",
+        )
+
+
+@dataclass
+class CheckReport:
+    """The components a run uses and their sizes, as `check_recipe` found them.
+
+    components: (section, component name, providing plugin) in recipe order,
+    then the task and the metrics.
+    split_sizes, vocabulary_sizes and parameters are empty or None when the
+    data were not loaded.
+    """
+
+    components: list[tuple[str, str, str]]
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    vocabulary_sizes: dict[str, int] = field(default_factory=dict)
+    parameters: int | None = None
+
+
+def check_recipe(
+    recipe: Recipe, registry: Registry, load_data: bool = True
+) -> CheckReport:
+    """Check that a run of `recipe` can start, without training.
+
+    Checks the data source's input files, then builds the tokenizers and
+    looks up the task and the metrics. With `load_data` it also loads the
+    data and builds the vocabularies, the model and the sampler, as `train`
+    does before its first step. Raises `SeqkitError` on the first problem.
+    """
+    context = BuildContext(base_dir=recipe.base_dir, recipe_file=recipe.file)
+    data = recipe.data.cls(recipe.data.options, context)
+    data.check()
+    tokenizer, _ = _build_tokenizers(recipe, context)
+    _check_attention(recipe)
+    task_cls = registry.get("task", data.task)
+    report = CheckReport(components=[])
+    for section in COMPONENT_SECTIONS:
+        component = getattr(recipe, section)
+        if component is not None:
+            kind = SECTION_KINDS.get(section, section)
+            provider = registry.provider(kind, component.plugin)
+            report.components.append((section, component.plugin, provider))
+    report.components.append(("task", data.task, registry.provider("task", data.task)))
+    if load_data:
+        built = build(recipe, registry)
+        metrics = [name for name, _ in metric_classes(built)]
+        report.split_sizes = built.split_sizes
+        report.vocabulary_sizes = {
+            name: len(vocab) for name, vocab in built.vocabularies.items()
+        }
+        report.parameters = sum(p.numel() for p in built.model.parameters())
+    else:
+        metrics = recipe.evaluate.metrics or task_cls.default_metrics.get(
+            tokenizer.level, []
+        )
+        for name in metrics:
+            registry.get("metric", name)
+    for name in metrics:
+        report.components.append(("metric", name, registry.provider("metric", name)))
+    return report
 
 
 def seed_everything(seed: int) -> None:
@@ -266,6 +394,7 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     table = checkpoint["recipe"]
     base_dir = Path(checkpoint.get("base_dir", run_dir))
     registry = create_registry(table.get("plugins", []), run_dir)
+    reject_failed_components(table, registry, str(run_dir / "recipe.toml"))
     recipe = validate_recipe(table, registry, str(run_dir / "recipe.toml"), base_dir)
     if recipe.train.threads is not None:
         torch.set_num_threads(recipe.train.threads)

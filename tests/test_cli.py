@@ -234,6 +234,12 @@ def test_global_verbose_leaves_plugins_short():
             "error: --set: `train.lrr`",
         ),
         (["run", DATA_DIR / "unknown_plugin.toml"], "rnn, tagger."),
+        (["check", "missing.toml"], "error: missing.toml: recipe file not found"),
+        (["check", DATA_DIR / "unknown_plugin.toml", "--no-data"], "rnn, tagger."),
+        (
+            ["check", DATA_DIR / "base.toml", "--set", "train.lrr=1"],
+            "error: --set: `train.lrr`",
+        ),
         (["generate", "no-such-run"], "error: run folder not found: no-such-run"),
         (["evaluate", "no-such-run"], "error: run folder not found: no-such-run"),
     ],
@@ -424,3 +430,19 @@ def test_evaluate_warns_when_data_changed(tmp_path):
     assert "differ from the data" not in unchanged
     assert code == 0
     assert "the data read now differ from the data" in changed
+
+
+def test_plugins_omits_empty_failure_list():
+    code, out, _ = run_cli("plugins")
+
+    assert code == 0
+    assert "failed plugins:" not in out
+
+
+def test_check_help_lists_flags():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["check", "--help"])
+
+    assert "--no-data" in out.getvalue()
+    assert "--trace-hooks" in out.getvalue()

@@ -296,3 +296,77 @@ def test_same_plugin_file_listed_twice(tmp_path):
     registry = create_registry(["twice.py", "./twice.py"], tmp_path)
 
     assert registry.provider("sampler", "twice") == "twice.py"
+
+
+def test_hook_raising_names_plugin(tmp_path):
+    text = """
+    from seqkit import hookimpl
+
+
+    @hookimpl
+    def seqkit_add_samplers():
+        raise OSError("weights.pt not found")
+    """
+    write_plugin(tmp_path, "raising.py", text)
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["raising.py"], tmp_path)
+
+    assert str(caught.value) == (
+        "plugin 'raising.py': hook seqkit_add_samplers raised OSError: weights.pt "
+        "not found"
+    )
+
+
+def test_component_must_subclass_interface(tmp_path):
+    text = """
+    from seqkit import hookimpl
+    from seqkit_builtins.samplers import GreedySampler
+
+
+    @hookimpl
+    def seqkit_add_decoders():
+        return {"greedy-decoder": GreedySampler}
+    """
+    write_plugin(tmp_path, "kinds.py", text)
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["kinds.py"], tmp_path)
+
+    assert str(caught.value) == (
+        "plugin 'kinds.py': hook seqkit_add_decoders maps 'greedy-decoder' to "
+        "seqkit_builtins.samplers.GreedySampler, which is not a subclass of "
+        "seqkit.Decoder"
+    )
+
+
+def test_options_must_be_dataclass(tmp_path):
+    text = """
+    from seqkit import hookimpl
+    from seqkit_builtins.samplers import GreedySampler
+
+
+    class Options:
+        steps: int = 3
+
+
+    class StepSampler(GreedySampler):
+        Options = Options
+
+
+    @hookimpl
+    def seqkit_add_samplers():
+        return {"steps": StepSampler}
+    """
+    write_plugin(tmp_path, "options.py", text)
+
+    with pytest.raises(PluginError) as caught:
+        create_registry(["options.py"], tmp_path)
+    message = str(caught.value)
+
+    assert message.startswith("plugin 'options.py': sampler 'steps' (")
+    assert message.endswith(".Options'>, which is not a dataclass")
+
+
+def test_builtins_have_no_failures(registry):
+    assert registry.failures == []
