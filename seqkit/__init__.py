@@ -31,7 +31,7 @@ from seqkit.interfaces import (
 from seqkit.model import SequenceModel
 from seqkit.recipe import read_recipe, validate_recipe
 from seqkit.registry import create_registry
-from seqkit.run import build, load_recipe, train
+from seqkit.run import build, check_recipe, load_recipe, train
 from seqkit.task import Task
 from seqkit.vocab import Vocabulary
 
@@ -64,6 +64,7 @@ __all__ = [
     "Vocabulary",
     "Run",
     "build",
+    "check_recipe",
     "create_registry",
     "generate_text",
     "hookimpl",
