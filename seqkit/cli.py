@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last.pt"
     )
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine with DistributedDataParallel, "
+        "started through torchrun (default: 1)",
+    )
     _add_trace_hooks(run)
     run.set_defaults(handler=_run)
 
@@ -235,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_trace_hooks(plugins)
     plugins.set_defaults(handler=_plugins)
+    _add_export_command(commands)
     return parser
 
 
@@ -266,11 +275,27 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from seqkit import distributed
     from seqkit.run import load_recipe, prepare_run_folder, train
     from seqkit.training import LAST
 
-    recipe, registry = load_recipe(args.recipe, args.overrides, args.trace_hooks)
+    shard = distributed.shard_from_environment()
+    if args.nproc < 1:
+        raise SeqkitError(f"--nproc must be 1 or more, got {args.nproc}")
+    if args.nproc > 1 and not shard.distributed:
+        recipe, _ = load_recipe(args.recipe, args.overrides)
+        workers = distributed.Shard(0, args.nproc)
+        distributed.check_batch_size(recipe.train.batch_size, workers, recipe.file)
+        return distributed.launch(args.nproc, _run_arguments(args))
     run_dir = args.out or Path("runs") / args.recipe.stem
+    if not shard.is_main:
+        # Rank 0 reports for all; the others speak only of problems.
+        for logger in LOGGERS:
+            logger.setLevel(logging.WARNING)
+        train(*load_recipe(args.recipe, args.overrides), run_dir, args.resume)
+        return 0
+
+    recipe, registry = load_recipe(args.recipe, args.overrides, args.trace_hooks)
     prepare_run_folder(run_dir, args.resume)
     file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     file_handler.setFormatter(
@@ -306,6 +331,22 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps(metrics, indent=2))
     print(f"run folder: {run_dir}", file=sys.stderr)
     return 0
+
+
+def _run_arguments(args: argparse.Namespace) -> list[str]:
+    """Return the `seqkit run` arguments that each torchrun process receives."""
+    arguments = ["run", str(args.recipe)]
+    if args.verbose:
+        arguments.insert(0, "--verbose")
+    for override in args.overrides:
+        arguments += ["--set", override]
+    if args.out is not None:
+        arguments += ["--out", str(args.out)]
+    if args.resume:
+        arguments.append("--resume")
+    if args.trace_hooks:
+        arguments.append("--trace-hooks")
+    return arguments
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -518,3 +559,34 @@ def _print_options(options_type: type, indent: str) -> None:
     for option, type_name, default, help_text in schema.describe(options_type):
         suffix = f"  {help_text}" if help_text else ""
         print(f"{indent}{option}: {type_name} = {default!r}{suffix}")
+
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a run's encoder and decoder step as TorchScript or ONNX",
+        description="Writes the encoder graph (when the run has an encoder), the "
+        "decoder step graph, vocabulary.json and manifest.json, which names every "
+        "input and output with its shape, and prints the paths written. Each "
+        "graph is compared with the eager model before the command succeeds. "
+        "--format onnx needs the onnx package.",
+    )
+    export.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
+    export.add_argument(
+        "--format",
+        required=True,
+        metavar="{torchscript,onnx}",
+        help="torchscript: .pt files for torch.jit.load; onnx: .onnx files",
+    )
+    export.add_argument(
+        "--out", type=Path, help="output folder (default: RUN_DIR/export/FORMAT)"
+    )
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from seqkit.export import export_run
+
+    for path in export_run(args.run_dir, args.format, args.out):
+        print(path)
+    return 0

@@ -75,6 +75,24 @@ class TrainOptions:
         default=None,
         metadata={"min": 1, "help": "torch CPU threads; default: torch's own"},
     )
+    precision: Literal["fp32", "bf16"] = field(
+        default="fp32",
+        metadata={
+            "help": "bf16: run the forward pass under torch.autocast in bfloat16; "
+            "the weights stay float32"
+        },
+    )
+    compile: bool = field(
+        default=False,
+        metadata={"help": "compile the encoder and decoder with torch.compile"},
+    )
+    tensorboard: bool = field(
+        default=False,
+        metadata={
+            "help": "write TensorBoard logs to <run folder>/tensorboard; needs the "
+            "tensorboard package"
+        },
+    )
     eval_every: int = field(
         default=0,
         metadata={"min": 0, "help": "validate every N steps; 0: once per epoch"},

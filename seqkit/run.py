@@ -12,12 +12,13 @@ from typing import Any
 
 import torch
 
-from seqkit import plots, schema
+from seqkit import distributed, plots, schema
 from seqkit.checkpoint import load_checkpoint
 from seqkit.context import BuildContext
 from seqkit.errors import DataError, RecipeError, SeqkitError
 from seqkit.interfaces import EvalResult, Sampler, Tokenizer
 from seqkit.model import SequenceModel
+from seqkit.monitor import TensorBoardMonitor
 from seqkit.recipe import (
     COMPONENT_SECTIONS,
     SECTION_KINDS,
@@ -281,27 +282,61 @@ def train(
     Returns the metrics written to metrics.json. `stop_at` ends training
     after that many steps without the final evaluation, as an interruption
     would; a later call with `resume=True` continues from there.
+
+    Started by torchrun in several processes, each trains on its share of
+    every batch under DistributedDataParallel; only rank 0 writes files and
+    evaluates on the test split, and the other ranks return an empty dict.
     """
     run_dir = Path(run_dir)
     options = recipe.train
+    shard = distributed.shard_from_environment()
+    distributed.check_batch_size(options.batch_size, shard, recipe.file)
     prepare_run_folder(run_dir, resume)
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     seed_everything(options.seed)
-    device = resolve_device(options.device)
+    resolve_device(options.device)  # fail before loading data when CUDA is missing
 
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir / LAST)
         _check_same_model(checkpoint["recipe"], recipe.to_table(), run_dir / LAST)
+    monitor = None
+    if options.tensorboard and shard.is_main:
+        resume_step = checkpoint["train_state"]["step"] if checkpoint else None
+        monitor = TensorBoardMonitor(run_dir / "tensorboard", resume_step)
+    try:
+        return _train(recipe, registry, run_dir, checkpoint, stop_at, monitor, shard)
+    finally:
+        if monitor is not None:
+            monitor.close()
+
+
+def _train(
+    recipe: Recipe,
+    registry: Registry,
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None,
+    stop_at: int | None,
+    monitor: TensorBoardMonitor | None,
+    shard: distributed.Shard,
+) -> dict[str, Any]:
+    options = recipe.train
+    device = distributed.device_for(shard, resolve_device(options.device))
+    resume = checkpoint is not None
     vocabularies = _vocabularies(checkpoint) if checkpoint else None
     built = build(recipe, registry, vocabularies, restoring=resume)
     # Fail now, not after hours of training, when a default metric is missing.
     metric_classes(built)
     built.model.to(device)
-    (run_dir / "recipe.toml").write_text(dumps(recipe.to_table()), encoding="utf-8")
+    if shard.is_main:
+        recipe_text = dumps(recipe.to_table())
+        (run_dir / "recipe.toml").write_text(recipe_text, encoding="utf-8")
     parameters = sum(p.numel() for p in built.model.parameters())
     log.info("model: %s parameters", f"{parameters:,}")
+    if shard.distributed:
+        # The same weights on every rank, but each its own dropout masks.
+        torch.manual_seed(options.seed + shard.rank)
 
     extra = {
         "vocabularies": {name: v.to_list() for name, v in built.vocabularies.items()},
@@ -309,20 +344,38 @@ def train(
         "base_dir": str(recipe.base_dir.resolve()),
         "data_fingerprint": built.task.fingerprint() or "",
     }
-    trainer = Trainer(built.model, built.task, options, run_dir, extra)
+    distributed.start(shard, device)
+    trainer = Trainer(built.model, built.task, options, run_dir, extra, shard, monitor)
     if resume:
         trainer.restore(run_dir / LAST)
     state = trainer.fit(stop_at=stop_at)
+    distributed.wait_for_all(shard)
+    if not shard.is_main:
+        return {}
+    built.task.shard = distributed.SINGLE
     plots.plot_loss(state.history, run_dir / "loss.png")
     if stop_at is not None and state.step < trainer.total_steps:
         return {}
+    metrics = _evaluate_best(built, run_dir, device)
+    samples = write_samples(built, run_dir / "samples.txt")
+    if monitor is not None:
+        numbers = {
+            f"test/{key.removeprefix('test_')}": value
+            for key, value in metrics.items()
+            if key.startswith("test_") and isinstance(value, int | float)
+        }
+        monitor.scalars(state.step, numbers)
+        monitor.text(state.step, "samples", samples)
+    return metrics
 
-    # evaluate the best weights
+
+def _evaluate_best(built: Built, run_dir: Path, device: torch.device) -> dict:
+    """Evaluate the best weights on the test split; write metrics.json and reports."""
     best = load_checkpoint(run_dir / BEST, map_location=device)
     built.model.load_state_dict(best["model"])
     # With train.eval_batches the best loss covers only part of the split.
     val_loss = None
-    if options.eval_batches is None:
+    if built.recipe.train.eval_batches is None:
         val_loss = best["train_state"]["best_loss"]
     metrics, test = measure_splits(built, val_loss)
     (run_dir / "metrics.json").write_text(
@@ -330,7 +383,6 @@ def train(
     )
     log.info("test metrics: %s", json.dumps(metrics))
     built.task.write_reports(run_dir, test, built.model)
-    write_samples(built, run_dir / "samples.txt")
     return metrics
 
 
@@ -371,11 +423,13 @@ def metric_classes(built: Built) -> list[tuple[str, type]]:
     return [(name, built.registry.get("metric", name)) for name in names]
 
 
-def write_samples(built: Built, path: Path) -> None:
-    """Write the task's samples, separated by blank lines, to `path`."""
+def write_samples(built: Built, path: Path) -> str:
+    """Write the task's samples, separated by blank lines, to `path`; return them."""
     generator = torch.Generator().manual_seed(built.recipe.train.seed)
     texts = built.task.samples(built.model, built.sampler, generator)
-    path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    text = "\n\n".join(texts)
+    path.write_text(text + "\n", encoding="utf-8")
+    return text
 
 
 def load_run(run_dir: str | Path, load_data: bool = False) -> Built:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from seqkit.distributed import SINGLE, Shard
 from seqkit.interfaces import Encoder, EvalResult, Sampler, Splits, Tokenizer
 from seqkit.model import SequenceModel
 from seqkit.vocab import Vocabulary
@@ -35,6 +36,13 @@ class Task(ABC):
     # The model's encoder, set by `seqkit.run.build`; a task that shapes its
     # inputs to the encoder, such as the image size, reads it.
     encoder: Encoder | None = None
+    # This process's place among the training processes, set by the trainer.
+    # With several, `train_batch` returns only this rank's rows of the global
+    # batch (`self.shard.rows(rows)`), and `evaluate` with `decode=False` may
+    # measure only the batches that `self.shard.owns(number)`: the trainer
+    # sums loss x tokens and tokens over ranks. A task that ignores it still
+    # trains correctly, with every rank repeating the whole batch.
+    shard: Shard = SINGLE
 
     def __init__(
         self,

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from seqkit.checkpoint import load_checkpoint, save_checkpoint
+from seqkit.distributed import SINGLE, Shard, gather, sum_across
 from seqkit.errors import RecipeError, TrainingError
 from seqkit.model import SequenceModel
+from seqkit.monitor import Monitor
 from seqkit.recipe import TrainOptions
-from seqkit.task import Task
+from seqkit.task import Batch, Task
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +90,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class TaskLoss(nn.Module):
+    """The task's training loss as a module, the form DistributedDataParallel wraps."""
+
+    def __init__(self, model: SequenceModel, task: Task):
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, batch: Batch) -> tuple[Tensor, int]:
+        return self.task.loss(self.model, batch)
+
+
 class Trainer:
     """Trains `model` on `task` and keeps the best and last checkpoints in `run_dir`.
 
     `extra` is stored in every checkpoint (vocabularies, the resolved recipe).
+    With a `shard` of several processes, each trains on its rows of every
+    batch under DistributedDataParallel and only the main one writes files.
+    `monitor` receives the losses, learning rate and validation losses.
     """
 
     def __init__(
@@ -99,13 +118,26 @@ class Trainer:
         options: TrainOptions,
         run_dir: Path,
         extra: dict[str, Any],
+        shard: Shard = SINGLE,
+        monitor: Monitor | None = None,
     ):
         self.model = model
         self.task = task
         self.options = options
         self.run_dir = Path(run_dir)
         self.extra = extra
+        self.shard = shard
+        self.monitor = monitor
         self.device = next(model.parameters()).device
+        task.shard = shard
+        if options.compile:
+            compile_model(model)
+        self.loss_module: nn.Module = TaskLoss(model, task)
+        if shard.distributed:
+            self.loss_module = DistributedDataParallel(
+                self.loss_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
         self.optimizer = build_optimizer(model, options)
         self.total_steps = options.epochs * task.steps_per_epoch()
         if options.max_steps is not None:
@@ -118,10 +150,16 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
 
     def payload(self) -> dict[str, Any]:
-        """Return everything needed to continue training exactly."""
+        """Return everything needed to continue training exactly.
+
+        With several processes every rank must call it at the same step: it
+        gathers each rank's random state, since their dropout masks differ.
+        """
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.shard.distributed:
+            rng["ranks"] = gather(torch.get_rng_state(), self.shard)
         return {
             **self.extra,
             "model": self.model.state_dict(),
@@ -137,15 +175,26 @@ class Trainer:
             },
         }
 
+    def save(self, name: str) -> None:
+        """Write the training state to `run_dir/name` from the main process."""
+        payload = self.payload()
+        if self.shard.is_main:
+            save_checkpoint(payload, self.run_dir / name)
+
     def restore(self, path: Path) -> None:
         """Load model, optimizer, scheduler, RNG and counters from `path`."""
         payload = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        torch.set_rng_state(payload["rng"]["torch"].cpu())
-        if "cuda" in payload["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
+        rng = payload["rng"]
+        ranks = rng.get("ranks", [])
+        if self.shard.distributed and len(ranks) == self.shard.world_size:
+            torch.set_rng_state(ranks[self.shard.rank].cpu())
+        else:
+            torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
         counters = payload["train_state"]
         self.state = TrainState(
             step=counters["step"],
@@ -170,13 +219,15 @@ class Trainer:
         steps_per_epoch = self.task.steps_per_epoch()
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         eval_every = options.eval_every or steps_per_epoch
-        progress = _Progress(end) if sys.stderr.isatty() else None
+        show_progress = sys.stderr.isatty() and self.shard.is_main
+        progress = _Progress(end) if show_progress else None
         log.info(
-            "training for %d steps (%d per epoch, batch %d) on %s",
+            "training for %d steps (%d per epoch, batch %d) on %s%s",
             self.total_steps,
             steps_per_epoch,
             options.batch_size,
             self.device,
+            f" in {self.shard.world_size} processes" if self.shard.distributed else "",
         )
         window_tokens, window_start = 0, time.perf_counter()
         while self.state.step < end:
@@ -189,10 +240,12 @@ class Trainer:
                 k: v.to(self.device)
                 for k, v in self.task.train_batch(epoch, index).items()
             }
-            loss, tokens = self.task.loss(self.model, batch)
-            if not torch.isfinite(loss):
+            with self._autocast():
+                loss, tokens = self.loss_module(batch)
+            loss_value, tokens = self._reduce(loss, tokens)
+            if not math.isfinite(loss_value):
                 raise TrainingError(
-                    f"training loss became {loss.item()} at step {step + 1}; training "
+                    f"training loss became {loss_value} at step {step + 1}; training "
                     f"stopped and {self.run_dir / BEST} keeps the best weights. Lower "
                     "train.lr or set train.clip"
                 )
@@ -208,11 +261,14 @@ class Trainer:
             self.state.step = step + 1
 
             # log
-            loss_value = loss.item()
             self.state.history["step"].append(self.state.step)
             self.state.history["loss"].append(loss_value)
             self.state.history["lr"].append(lr)
             window_tokens += tokens
+            if self.monitor is not None:
+                self.monitor.scalars(
+                    self.state.step, {"train/loss": loss_value, "train/lr": lr}
+                )
             if progress is not None:
                 progress.update(self.state.step, loss_value)
             if self.state.step % options.log_every == 0 or self.state.step == end:
@@ -239,24 +295,49 @@ class Trainer:
                 window_start = time.perf_counter()
             elif every := options.checkpoint_every:
                 if self.state.step % every == 0:
-                    save_checkpoint(self.payload(), self.run_dir / LAST)
+                    self.save(LAST)
         if progress is not None:
             progress.close()
-        save_checkpoint(self.payload(), self.run_dir / LAST)
-        if not (self.run_dir / BEST).exists():
-            save_checkpoint(self.payload(), self.run_dir / BEST)
+        self.save(LAST)
+        if self.state.best_step == 0:
+            # No validation improved on the start (none ran, or the loss was
+            # not finite): keep the latest weights as the best.
+            self.save(BEST)
         return self.state
 
-    def _validate(self) -> bool:
-        """Validate, save checkpoints, and return True when early stopping fires."""
-        result = self.task.evaluate(
-            self.model, "valid", self.options.eval_batches, decode=False
+    def _autocast(self) -> torch.autocast:
+        """Autocast to bfloat16 under `train.precision = "bf16"`, else a no-op."""
+        return torch.autocast(
+            self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.options.precision == "bf16",
         )
+
+    def _reduce(self, loss: Tensor, tokens: int) -> tuple[float, int]:
+        """Return the loss averaged over ranks and the tokens read by all ranks."""
+        loss_sum, token_sum = sum_across([loss.item(), tokens], self.shard)
+        return loss_sum / self.shard.world_size, int(token_sum)
+
+    def _validate(self) -> bool:
+        """Validate, save checkpoints, and return True when early stopping fires.
+
+        With several processes each evaluates its share of the batches and
+        the loss is summed over all of them, so every rank takes the same
+        early-stopping decision.
+        """
+        with self._autocast():
+            result = self.task.evaluate(
+                self.model, "valid", self.options.eval_batches, decode=False
+            )
+        weighted, tokens = sum_across(
+            [result.loss * result.tokens, result.tokens], self.shard
+        )
+        val_loss = weighted / max(tokens, 1)
         self.state.history["val_step"].append(self.state.step)
-        self.state.history["val_loss"].append(result.loss)
-        improved = result.loss < self.state.best_loss
+        self.state.history["val_loss"].append(val_loss)
+        improved = val_loss < self.state.best_loss
         if improved:
-            self.state.best_loss = result.loss
+            self.state.best_loss = val_loss
             self.state.best_step = self.state.step
             self.state.stale_evaluations = 0
         else:
@@ -264,19 +345,33 @@ class Trainer:
         log.info(
             "validation at step %d | val_loss %.4f | best %.4f at step %d",
             self.state.step,
-            result.loss,
+            val_loss,
             self.state.best_loss,
             self.state.best_step,
         )
+        if self.monitor is not None:
+            self.monitor.scalars(self.state.step, {"valid/loss": val_loss})
         payload = self.payload()
-        if improved:
-            save_checkpoint(payload, self.run_dir / BEST)
-        save_checkpoint(payload, self.run_dir / LAST)
+        if self.shard.is_main:
+            if improved:
+                save_checkpoint(payload, self.run_dir / BEST)
+            save_checkpoint(payload, self.run_dir / LAST)
         patience = self.options.patience
         if patience is not None and self.state.stale_evaluations >= patience:
             log.info("early stopping: no improvement in %d validations", patience)
             return True
         return False
+
+
+def compile_model(model: SequenceModel) -> None:
+    """Compile the encoder and decoder in place with torch.compile.
+
+    In place, so the parameter names, and the checkpoints, stay those of the
+    uncompiled model.
+    """
+    for module in (model.encoder, model.decoder):
+        if module is not None:
+            module.compile()
 
 
 class _Progress:

@@ -81,9 +81,16 @@ def forget_plugin_modules() -> None:
 @pytest.fixture(scope="module")
 def site_dir(tmp_path_factory) -> Path:
     """A folder that seqkit-typical was pip-installed into (about a second)."""
-    for module in ("pip", "setuptools"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"installing seqkit-typical needs {module} in this environment")
+    # Asked through importlib.metadata: importlib.util.find_spec("pip") would
+    # make setuptools' distutils shim step aside for the rest of the process,
+    # and torch.compile then fails to import setuptools.
+    for package in ("pip", "setuptools"):
+        try:
+            importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pytest.skip(
+                f"installing seqkit-typical needs {package} in this environment"
+            )
     folder = tmp_path_factory.mktemp("plugin_package")
     # pip writes build/ and *.egg-info/ next to the sources, so build a copy.
     source = shutil.copytree(

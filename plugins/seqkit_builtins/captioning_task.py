@@ -249,7 +249,11 @@ class CaptioningTask(EncoderDecoderTask):
         """
         state = self._train_iterator
         if state is None or state[:2] != (epoch, index):
-            batches = self._epoch_rows(epoch)[index:]
+            # Each rank loads only its rows of every batch: the split that
+            # torch's DistributedSampler makes of an index list.
+            batches = [
+                self.shard.rows(rows) for rows in self._epoch_rows(epoch)[index:]
+            ]
             keys = [[(row, self._item_seed(epoch, row)) for row in b] for b in batches]
             split = self.encoded_images["train"]
             state = (epoch, index, iter(self._loader(split.sources, keys, True)))
@@ -298,12 +302,17 @@ class CaptioningTask(EncoderDecoderTask):
 
     # ------------------------------------------------------------ scoring
 
-    def _eval_loader(self, sources: list[Any]) -> DataLoader:
+    def _eval_loader(
+        self, sources: list[Any], max_batches: int | None, own_only: bool
+    ) -> DataLoader:
+        """Load the first `max_batches` batches; with `own_only`, this rank's."""
         size = self.recipe.evaluate.batch_size or self.recipe.train.batch_size
         rows = list(range(len(sources)))
         keys = [
             [(row, 0) for row in rows[i : i + size]] for i in range(0, len(rows), size)
-        ]
+        ][:max_batches]
+        if own_only:
+            keys = [batch for n, batch in enumerate(keys) if self.shard.owns(n)]
         return self._loader(sources, keys, train=False)
 
     @torch.no_grad()
@@ -324,9 +333,8 @@ class CaptioningTask(EncoderDecoderTask):
         pad = self.vocabularies["target"].pad_id
         self._skipped[split] = 0
         total, count = 0.0, 0
-        for number, loaded in enumerate(self._eval_loader(data.sources)):
-            if max_batches is not None and number >= max_batches:
-                break
+        loader = self._eval_loader(data.sources, max_batches, own_only=not decode)
+        for loaded in loader:
             self._count_skipped(split, loaded["errors"])
             if loaded["images"] is None:
                 continue
@@ -346,7 +354,7 @@ class CaptioningTask(EncoderDecoderTask):
         if decode:
             generator = torch.Generator().manual_seed(self.recipe.train.seed)
             chosen = self.decoding_sampler(sampler)
-            for loaded in self._eval_loader(data.images):
+            for loaded in self._eval_loader(data.images, None, own_only=False):
                 if loaded["images"] is None:
                     continue
                 found = self._caption_images(

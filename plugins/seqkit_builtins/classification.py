@@ -196,7 +196,7 @@ class ClassificationTask(Task):
     def train_batch(self, epoch: int, index: int) -> Batch:
         batch_size = self.recipe.train.batch_size
         rows = self._order(epoch)[index * batch_size : (index + 1) * batch_size]
-        return self._batch(self.encoded["train"], rows)
+        return self._batch(self.encoded["train"], self.shard.rows(rows))
 
     def _batch(self, split: EncodedSplit, rows: Tensor) -> Batch:
         pad_id = self.vocabularies["source"].pad_id
@@ -247,9 +247,12 @@ class ClassificationTask(Task):
         size = self.recipe.evaluate.batch_size or self.recipe.train.batch_size
         total, count = 0.0, 0
         predicted: list[int] = []
+        references: list[int] = []
         for number, start in enumerate(range(0, len(data.targets), size)):
             if max_batches is not None and number >= max_batches:
                 break
+            if not decode and not self.shard.owns(number):
+                continue
             rows = torch.arange(start, min(start + size, len(data.targets)))  # (B,)
             batch = {k: v.to(device) for k, v in self._batch(data, rows).items()}
             logits = self.label_logits(model, batch).float()  # (B, C)
@@ -257,15 +260,15 @@ class ClassificationTask(Task):
             total += F.cross_entropy(logits, targets, reduction="sum").item()
             count += len(targets)
             predicted.extend(logits.argmax(dim=-1).tolist())
+            references.extend(targets.tolist())
         model.train()
         labels = self.labels
-        references = data.targets[:count] - len(SPECIALS)
         return EvalResult(
             loss=total / max(count, 1),
             tokens=count,
             level=self.tokenizer.level,
             predictions=[labels[i] for i in predicted],
-            references=[[labels[i]] for i in references.tolist()],
+            references=[[labels[i]] for i in references],
         )
 
     # ------------------------------------------------------------ outputs

@@ -118,9 +118,8 @@ class LanguageModelTask(Task):
 
     def train_batch(self, epoch: int, index: int) -> Batch:
         batch_size, seq_len = self.recipe.train.batch_size, self.recipe.train.seq_len
-        starts = self._starts(epoch)[
-            index * batch_size : (index + 1) * batch_size
-        ]  # (B,)
+        starts = self._starts(epoch)[index * batch_size : (index + 1) * batch_size]
+        starts = self.shard.rows(starts)  # (B,)
         positions = starts[:, None] + torch.arange(seq_len + 1)  # (B, T + 1)
         window = self.streams["train"][positions].long()  # (B, T + 1)
         return {"inputs": window[:, :-1], "targets": window[:, 1:]}
@@ -150,9 +149,12 @@ class LanguageModelTask(Task):
         inputs = stream[: rows * columns].view(rows, columns).to(device)  # (B, C)
         targets = stream[1 : rows * columns + 1].view(rows, columns)  # (B, C)
         targets = targets.to(device)
+        if not decode and rows >= self.shard.world_size:
+            mine = self.shard.rows(torch.arange(rows, device=device))  # (B',)
+            inputs, targets = inputs[mine], targets[mine]
 
         total, count = 0.0, 0
-        state = model.decoder.init_state(rows)
+        state = model.decoder.init_state(inputs.shape[0])
         for number, start in enumerate(range(0, columns, seq_len)):
             if max_batches is not None and number >= max_batches:
                 break

@@ -169,6 +169,7 @@ class TaggingTask(Task):
     def train_batch(self, epoch: int, index: int) -> Batch:
         batch_size = self.recipe.train.batch_size
         rows = self._order(epoch)[index * batch_size : (index + 1) * batch_size]
+        rows = self.shard.rows(rows)
         return self._collate(
             [self.sources["train"][i] for i in rows.tolist()],
             [self.targets["train"][i] for i in rows.tolist()],
@@ -232,6 +233,8 @@ class TaggingTask(Task):
         for number, start in enumerate(range(0, len(sources), batch_size)):
             if max_batches is not None and number >= max_batches:
                 break
+            if not decode and not self.shard.owns(number):
+                continue
             end = start + batch_size
             batch = self._collate(sources[start:end], targets[start:end])
             batch = {name: tensor.to(device) for name, tensor in batch.items()}

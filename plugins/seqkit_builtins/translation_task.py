@@ -175,7 +175,7 @@ class TranslationTask(EncoderDecoderTask):
         return batches
 
     def train_batch(self, epoch: int, index: int) -> Batch:
-        rows = self._batches_of_epoch(epoch)[index]
+        rows = self.shard.rows(self._batches_of_epoch(epoch)[index])
         return self._batch(self.encoded["train"], rows)
 
     def _batch(self, split: EncodedPairs, rows: Tensor) -> Batch:
@@ -238,6 +238,8 @@ class TranslationTask(EncoderDecoderTask):
         for number, rows in enumerate(self._ordered_batches(data)):
             if max_batches is not None and number >= max_batches:
                 break
+            if not decode and not self.shard.owns(number):
+                continue
             batch = {k: v.to(device) for k, v in self._batch(data, rows).items()}
             logits = self._logits(model, batch).float()  # (B, T, V)
             outputs = batch["outputs"]
