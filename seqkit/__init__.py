@@ -10,6 +10,7 @@ from seqkit.errors import (
     SeqkitError,
     TrainingError,
 )
+from seqkit.export import export_run
 from seqkit.generation import generate_text
 from seqkit.hookspecs import hookimpl
 from seqkit.interfaces import (
@@ -66,6 +67,7 @@ __all__ = [
     "build",
     "check_recipe",
     "create_registry",
+    "export_run",
     "generate_text",
     "hookimpl",
     "load_recipe",

@@ -576,7 +576,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
         "--format",
         required=True,
         metavar="{torchscript,onnx}",
-        help="torchscript: .pt files for torch.jit.load; onnx: .onnx files",
+        help="torchscript (.pt files for torch.jit.load) or onnx (.onnx files)",
     )
     export.add_argument(
         "--out", type=Path, help="output folder (default: RUN_DIR/export/FORMAT)"
