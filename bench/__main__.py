@@ -3,7 +3,8 @@
 Usage, from the repository root: `.venv/bin/python -m bench`. A run of all
 benchmarks with the default step and repetition counts rewrites the results
 section of BENCHMARKS.md. Runs with --only, --quick, --steps or --repeats only
-print the results.
+print the results. When torch finds a CUDA device, the benchmarks in
+`DEVICE_NAMES` run a second time on it, and the page gets a GPU section.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ from bench.common import (
     other_cores_busy,
     sample_cpu,
 )
+from bench.flops import FlopsSettings, run_flops_benchmark
 from bench.generation import GenerationSettings, run_generation_benchmark
 from bench.memory import run_memory_benchmark
 from bench.packing import PackingSettings, run_packing_benchmark
+from bench.recipe_decoding import DecodingSettings
+from bench.recipes import RecipeSettings, run_recipes_benchmark
 from bench.report import render_results, write_results
+from bench.scaling import ScalingSettings, run_scaling_benchmark
 from bench.training import TrainingSettings, profile_training, run_training_benchmark
 from bench.translation import (
     AttentionTrainingSettings,
@@ -58,7 +63,13 @@ NAMES = (
     "attention-training",
     "caption-data-wait",
     "caption-inference",
+    "recipes",
+    "lstm-flops",
+    "scaling",
 )
+# Benchmarks that also run on a GPU when one is present. The others measure
+# CPU behaviour: thread counts, resident memory and DataLoader workers.
+DEVICE_NAMES = ("recipes", "lstm-flops", "scaling")
 # One thread keeps the ratios stable when other processes share the cores,
 # because OpenMP threads that compete with another process's threads wait at
 # barriers and step times then swing several-fold. BENCHMARKS.md has figures.
@@ -130,6 +141,43 @@ class _Settings:
     attention_training: AttentionTrainingSettings
     data_wait: DataWaitSettings
     caption_inference: CaptionInferenceSettings
+    recipes: RecipeSettings
+    flops: FlopsSettings
+    scaling: ScalingSettings
+
+
+def _quick_settings() -> _Settings:
+    return _Settings(
+        TrainingSettings(warmup_steps=2, timed_steps=6),
+        GenerationSettings(repeats=2),
+        PackingSettings(warmup_steps=1, names_steps=6, bbc_news_steps=3),
+        ClassifyInferenceSettings(texts=64, repeats=2),
+        # 64 words, as in the full run, because the speedup target is set
+        # for a batch of 64 (quick runs at batch 16 measured 2.7 and 3.6).
+        BeamSearchSettings(examples=4_000, pretrain_steps=10, repeats=2),
+        AttentionTrainingSettings(examples=4_000, warmup_steps=1, timed_steps=3),
+        DataWaitSettings(timed_steps=2),
+        CaptionInferenceSettings(images=32, repeats=1),
+        # In this process, because a fresh process per recipe takes seconds
+        # to import torch and seqkit.
+        RecipeSettings(
+            warmup_steps=1,
+            timed_steps=2,
+            decoding=DecodingSettings(new_tokens=20, texts=16, sources=8, repeats=1),
+            quick=True,
+            fresh_process=False,
+        ),
+        FlopsSettings(warmup_steps=1, timed_steps=2),
+        ScalingSettings(
+            seq_lens=(32, 64),
+            warmup_steps=1,
+            timed_steps=2,
+            load_fractions=(1 / 8, 1 / 4),
+            load_repeats=1,
+            epoch_fractions=(1 / 32, 1 / 16),
+            epoch_max_chars=20_000,
+        ),
+    )
 
 
 def _settings(args: argparse.Namespace) -> _Settings:
@@ -142,25 +190,50 @@ def _settings(args: argparse.Namespace) -> _Settings:
         AttentionTrainingSettings(),
         DataWaitSettings(),
         CaptionInferenceSettings(),
+        RecipeSettings(),
+        FlopsSettings(),
+        ScalingSettings(),
     )
     if args.quick:
-        settings = _Settings(
-            TrainingSettings(warmup_steps=2, timed_steps=6),
-            GenerationSettings(repeats=2),
-            PackingSettings(warmup_steps=1, names_steps=6, bbc_news_steps=3),
-            ClassifyInferenceSettings(texts=64, repeats=2),
-            # 64 words, as in the full run, because the speedup target is set
-            # for a batch of 64 (quick runs at batch 16 measured 2.7 and 3.6).
-            BeamSearchSettings(examples=4_000, pretrain_steps=10, repeats=2),
-            AttentionTrainingSettings(examples=4_000, warmup_steps=1, timed_steps=3),
-            DataWaitSettings(timed_steps=2),
-            CaptionInferenceSettings(images=32, repeats=1),
-        )
+        settings = _quick_settings()
     if args.steps is not None:
         settings.training.timed_steps = args.steps
     if args.repeats is not None:
         settings.generation.repeats = args.repeats
     return settings
+
+
+def _run_benchmark(
+    name: str, device: str, settings: _Settings, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run benchmark `name` on `device` and return its result."""
+    print(f"running the {name} benchmark on {device} ...", file=sys.stderr, flush=True)
+    if name == "recipes":
+        return run_recipes_benchmark(settings.recipes, device)
+    if name == "lstm-flops":
+        return run_flops_benchmark(settings.flops, device)
+    if name == "scaling":
+        return run_scaling_benchmark(settings.scaling, device)
+    if name == "training":
+        result = run_training_benchmark(settings.training)
+        if args.profile:
+            print(profile_training(settings.training), file=sys.stderr)
+        return result
+    if name == "generation":
+        return run_generation_benchmark(settings.generation)
+    if name == "memory":
+        return run_memory_benchmark(args.threads)
+    if name == "packing":
+        return run_packing_benchmark(settings.packing)
+    if name == "classify-inference":
+        return run_classify_inference_benchmark(settings.classify_inference)
+    if name == "beam-search":
+        return run_beam_search_benchmark(settings.beam_search)
+    if name == "attention-training":
+        return run_attention_training_benchmark(settings.attention_training)
+    if name == "caption-data-wait":
+        return run_data_wait_benchmark(settings.data_wait)
+    return run_caption_inference_benchmark(settings.caption_inference)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,42 +253,25 @@ def main(argv: list[str] | None = None) -> int:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_average = ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
+    # NOTE: the "cuda" path has not been run, because no machine with a GPU
+    # was available when it was written.
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     cpu_start = sample_cpu()
     results: list[dict[str, Any]] = []
-    for name in names:
-        print(f"running the {name} benchmark ...", file=sys.stderr, flush=True)
-        if name == "training":
-            results.append(run_training_benchmark(settings.training))
-            if args.profile:
-                print(profile_training(settings.training), file=sys.stderr)
-        elif name == "generation":
-            results.append(run_generation_benchmark(settings.generation))
-        elif name == "memory":
-            results.append(run_memory_benchmark(args.threads))
-        elif name == "packing":
-            results.append(run_packing_benchmark(settings.packing))
-        elif name == "classify-inference":
-            results.append(
-                run_classify_inference_benchmark(settings.classify_inference)
-            )
-        elif name == "beam-search":
-            results.append(run_beam_search_benchmark(settings.beam_search))
-        elif name == "attention-training":
-            results.append(
-                run_attention_training_benchmark(settings.attention_training)
-            )
-        elif name == "caption-data-wait":
-            results.append(run_data_wait_benchmark(settings.data_wait))
-        else:
-            results.append(run_caption_inference_benchmark(settings.caption_inference))
+    for device in devices:
+        for name in names:
+            if device == "cpu" or name in DEVICE_NAMES:
+                result = _run_benchmark(name, device, settings, args)
+                results.append({"device": "cpu", **result})
     busy = other_cores_busy(cpu_start, sample_cpu())
 
     machine = {
         **describe_machine(),
+        "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else "none",
         "load_average": load_average,
         "other_cores_busy": "not measured" if busy is None else f"{busy:.2f} cores",
     }
-    block = render_results(machine, results, command, date)
+    block = render_results(machine, results, command, date, devices)
     print(block)
 
     full_run = (

@@ -107,3 +107,14 @@ def other_cores_busy(start: CpuSample, end: CpuSample) -> float | None:
 def median(values: list[float]) -> float:
     """Return the median of a non-empty list."""
     return statistics.median(values)
+
+
+def synchronize(device: torch.device | None) -> None:
+    """Wait for the kernels queued on a CUDA device, and do nothing for the CPU."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def describe_busy(busy: float | None) -> str:
+    """Return how many cores other processes kept busy, as the reports print it."""
+    return "not measured" if busy is None else f"{busy:.2f} cores"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.report_recipes import RENDERERS as DEVICE_RENDERERS
+
 START_MARKER = "<!-- bench:results:start -->"
 END_MARKER = "<!-- bench:results:end -->"
 
@@ -39,6 +41,7 @@ def render_machine(machine: dict[str, Any], command: str, date: str) -> list[str
         "logical CPUs |",
         f"| torch | {machine['torch']}, {threads} thread{'' if threads == 1 else 's'} "
         "(`torch.set_num_threads`) |",
+        f"| GPU | {machine['gpu']} |",
         f"| Python | {machine['python']} |",
         f"| OS | {machine['os']} |",
         f"| load average before the run | {machine['load_average']} (1, 5, 15 min) |",
@@ -356,6 +359,7 @@ def render_caption_inference(result: dict[str, Any]) -> list[str]:
 
 
 RENDERERS = {
+    **DEVICE_RENDERERS,
     "training": render_training,
     "generation": render_generation,
     "memory": render_memory,
@@ -368,13 +372,41 @@ RENDERERS = {
 }
 
 
+DEVICE_TITLES = {"cpu": "CPU", "cuda": "GPU"}
+
+
+def _demote_headings(lines: list[str]) -> list[str]:
+    """Move `###` headings one level down, under a device's section."""
+    return ["#" + line if line.startswith("### ") else line for line in lines]
+
+
 def render_results(
-    machine: dict[str, Any], results: list[dict[str, Any]], command: str, date: str
+    machine: dict[str, Any],
+    results: list[dict[str, Any]],
+    command: str,
+    date: str,
+    devices: list[str],
 ) -> str:
-    """Return the Markdown block that goes between the result markers."""
+    """Return the Markdown block that goes between the result markers.
+
+    Each device in `devices` gets a section with the results measured on it.
+    Without "cuda", a GPU section states that no GPU was present.
+    """
     lines = render_machine(machine, command, date)
-    for result in results:
-        lines += ["", *RENDERERS[result["name"]](result)]
+    for device in devices:
+        lines += ["", f"### Results on the {DEVICE_TITLES[device]}"]
+        for result in results:
+            if result["device"] == device:
+                section = RENDERERS[result["name"]](result)
+                lines += ["", *_demote_headings(section)]
+    if "cuda" not in devices:
+        lines += [
+            "",
+            "### Results on the GPU",
+            "",
+            "No GPU was present (`torch.cuda.is_available()` returned False), so "
+            "nothing ran on a GPU.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.common import RECIPE, median, other_cores_busy, sample_cpu
+from bench.common import RECIPE, median, other_cores_busy, sample_cpu, synchronize
+from bench.plain_models import PlainLanguageModel
 from seqkit.run import Built, build, load_recipe, seed_everything
 from seqkit.training import Trainer
 
@@ -58,39 +59,6 @@ class TrainingSettings:
         return self.warmup_steps + self.timed_steps
 
 
-class PlainLanguageModel(nn.Module):
-    """nn.Embedding, nn.LSTM and nn.Linear, with the parameter names of RNNDecoder."""
-
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_size: int,
-        hidden_size: int,
-        layers: int,
-        dropout: float,
-        padding_idx: int,
-    ):
-        super().__init__()
-        self.embedding = nn.Embedding(
-            vocab_size, embedding_size, padding_idx=padding_idx
-        )
-        self.rnn = nn.LSTM(
-            embedding_size,
-            hidden_size,
-            num_layers=layers,
-            dropout=dropout if layers > 1 else 0.0,
-            batch_first=True,
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(hidden_size, vocab_size)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """Return logits (B, T, V) for `tokens` (B, T), starting from a zero state."""
-        embedded = self.dropout(self.embedding(tokens))  # (B, T, E)
-        hidden, _ = self.rnn(embedded)  # (B, T, H)
-        return self.output(self.dropout(hidden))  # (B, T, V)
-
-
 def plain_model_like(built: Built) -> PlainLanguageModel:
     """Build a plain model with the architecture and current weights of the decoder."""
     decoder = built.model.decoder
@@ -105,14 +73,7 @@ def plain_model_like(built: Built) -> PlainLanguageModel:
             f'[decoder] plugin = "rnn" with cell = "lstm" in {RECIPE}'
         )
     vocab = built.vocabularies["target"]
-    model = PlainLanguageModel(
-        len(vocab),
-        options.embedding_size,
-        options.hidden_size,
-        options.layers,
-        options.dropout,
-        vocab.pad_id,
-    )
+    model = PlainLanguageModel(options, len(vocab), vocab.pad_id)
     # strict loading fails if the decoder contains a parameter the plain model lacks
     model.load_state_dict(decoder.state_dict(), strict=True)
     return model
@@ -147,6 +108,48 @@ def run_seqkit_steps(
     with contextlib.redirect_stderr(captured):
         trainer.fit(stop_at=trainer.state.step + steps, on_step=on_step)
     sys.stderr.write(captured.getvalue())
+
+
+@dataclass
+class AlternatingTimes:
+    """Seconds of each Trainer step and of each call made between steps.
+
+    Both map the step number, counted from 1, to seconds. `seqkit` has no
+    entry for step 1, because no call ended before it.
+    """
+
+    seqkit: dict[int, float]
+    between: dict[int, float]
+
+
+def alternate_with_trainer(
+    trainer: Trainer,
+    steps: int,
+    between: Callable[[int], None],
+    device: torch.device | None = None,
+) -> AlternatingTimes:
+    """Run `steps` Trainer steps, calling `between(step)` after each, and time both.
+
+    A Trainer step is timed from the end of one `between` call to the start
+    of the next. On a GPU the device is synchronized around each call, so
+    kernels that a step queued count in that step's time.
+    """
+    times = AlternatingTimes({}, {})
+    previous_end: float | None = None
+
+    def after_step(step: int) -> None:
+        nonlocal previous_end
+        synchronize(device)
+        start = time.perf_counter()
+        if previous_end is not None:
+            times.seqkit[step] = start - previous_end
+        between(step)
+        synchronize(device)
+        previous_end = time.perf_counter()
+        times.between[step] = previous_end - start
+
+    run_seqkit_steps(trainer, steps, after_step)
+    return times
 
 
 @dataclass
@@ -189,25 +192,18 @@ def run_training_benchmark(settings: TrainingSettings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="seqkit-bench-") as folder:
         setup = _set_up(Path(folder), settings.total_steps())
         clip = setup.built.recipe.train.clip
-        seqkit_seconds: dict[int, float] = {}
-        plain_seconds: dict[int, float] = {}
         plain_losses: list[float] = []
-        previous_end: float | None = None
 
-        def after_seqkit_step(step: int) -> None:
-            # `step` counts from 1. The seqkit step ran since the last plain step ended.
-            nonlocal previous_end
-            start = time.perf_counter()
-            if previous_end is not None:
-                seqkit_seconds[step] = start - previous_end
+        def run_plain_step(step: int) -> None:
             inputs, targets = setup.batches[step - 1]
             plain_losses.append(
                 plain_step(setup.plain, setup.plain_optimizer, inputs, targets, clip)
             )
-            previous_end = time.perf_counter()
-            plain_seconds[step] = previous_end - start
 
-        run_seqkit_steps(setup.trainer, settings.total_steps(), after_seqkit_step)
+        times = alternate_with_trainer(
+            setup.trainer, settings.total_steps(), run_plain_step
+        )
+        seqkit_seconds, plain_seconds = times.seqkit, times.between
         seqkit_first_loss = setup.trainer.state.history["loss"][0]
     cpu_end = sample_cpu()
 

@@ -42,10 +42,10 @@ from seqkit_builtins.samplers import GreedyOptions, GreedySampler
 from seqkit_builtins.translation_task import Translation
 
 from bench.common import REPO_ROOT, median, other_cores_busy, sample_cpu
+from bench.steps import train_batches, train_step
 from seqkit.recipe import validate_recipe
 from seqkit.registry import create_registry
 from seqkit.run import Built, build, seed_everything
-from seqkit.task import Task
 from seqkit.training import build_optimizer
 
 BEAM_SIZE = 5
@@ -148,29 +148,6 @@ def build_variant(
     if data_from is None:
         return build(recipe, registry)
     return build(recipe, registry, vocabularies=data_from.vocabularies, load_data=False)
-
-
-def train_step(
-    task: Task, built: Built, optimizer: torch.optim.Optimizer, batch: dict
-) -> tuple[float, int]:
-    """Run one optimizer step of `built.model` on `batch` with `task`'s loss.
-
-    Returns the loss and the number of target tokens, `<eos>` included.
-    """
-    loss, tokens = task.loss(built.model, batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    clip = built.recipe.train.clip
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(built.model.parameters(), clip)
-    optimizer.step()
-    return loss.item(), tokens
-
-
-def train_batches(built: Built, steps: int) -> list[dict]:
-    """Return the task's first `steps` training batches, in the Trainer's order."""
-    per_epoch = built.task.steps_per_epoch()
-    return [built.task.train_batch(*divmod(step, per_epoch)) for step in range(steps)]
 
 
 # ---------------------------------------------------------------- benchmark 6
