@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from seqkit import schema
 from seqkit.context import BuildContext
@@ -22,12 +25,73 @@ SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "repetition_penalty")
 BEAM_OPTIONS = ("beam_size", "n_best", "length_penalty")
 
 
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _checked_texts(method: str, texts: Any) -> list[str]:
+    """Check that `texts` is an iterable of str and return it as a list.
+
+    Raises TypeError naming `method` for a bare str, which would otherwise be
+    read one character per text, and for an item that is not a str.
+    """
+    if isinstance(texts, str):
+        raise TypeError(
+            f"{method}() takes a list of texts, not a str; wrap one text in a "
+            f"list: {method}([text])"
+        )
+    if not isinstance(texts, Iterable):
+        raise TypeError(
+            f"{method}() takes a list of texts, not {type(texts).__name__}; pass "
+            f"a list of str: {method}([text, ...])"
+        )
+    items = list(texts)
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{method}() takes a list of texts, but texts[{index}] is "
+                f"{type(item).__name__} {_short_repr(item)}; pass each text as a str"
+            )
+    return items
+
+
+def _checked_images(method: str, images: Any) -> list[str | os.PathLike | Image.Image]:
+    """Check that `images` is an iterable of paths or PIL images; return a list.
+
+    Raises TypeError naming `method` for a bare path or image, which would
+    otherwise be read as a list of characters or fail, and for an item that
+    is neither a path (str or os.PathLike) nor a PIL image.
+    """
+    if isinstance(images, str | os.PathLike | Image.Image):
+        raise TypeError(
+            f"{method}() takes a list of images, not a single "
+            f"{type(images).__name__}; wrap one image in a list: {method}([image])"
+        )
+    if not isinstance(images, Iterable):
+        raise TypeError(
+            f"{method}() takes a list of images, not {type(images).__name__}; "
+            f"pass a list of paths or PIL images: {method}([image, ...])"
+        )
+    items = list(images)
+    for index, item in enumerate(items):
+        if not isinstance(item, str | os.PathLike | Image.Image):
+            raise TypeError(
+                f"{method}() takes a list of images, but images[{index}] is "
+                f"{type(item).__name__} {_short_repr(item)}; pass each image as a "
+                "path (str or pathlib.Path) or a PIL image"
+            )
+    return items
+
+
 class Run:
     """A run folder loaded for use: `seqkit.load_run("runs/caption")`.
 
     `built` contains the recipe, tokenizer, vocabularies, task, model (in
     eval mode) and sampler. Each operation raises `SeqkitError` when the
-    run's task cannot perform it, as the command line does.
+    run's task cannot perform it, as the command line does. `classify`,
+    `tag`, `translate` and `caption` take a list and raise TypeError for a
+    single text or image, or for an item of the wrong type.
     """
 
     def __init__(self, built: Built, run_dir: Path):
@@ -123,11 +187,13 @@ class Run:
         self, texts: list[str], top_k: int = 1
     ) -> list[list[tuple[str, float]]]:
         """Return the `top_k` most likely (label, probability) pairs of each text."""
+        texts = _checked_texts("classify", texts)
         predict = self._operation("predict_labels", "label texts", "classification")
         return predict(self.built.model, texts, top_k=top_k)
 
     def tag(self, texts: list[str]) -> list[str]:
         """Return each text with its characters tagged, as `seqkit tag` prints it."""
+        texts = _checked_texts("tag", texts)
         return self._operation("tag", "tag text", "tagging")(self.built.model, texts)
 
     def translate(self, texts: list[str], **beam: Any) -> list[Any]:
@@ -136,6 +202,7 @@ class Run:
         `beam` takes `beam_size`, `n_best` and `length_penalty`, which switch
         to beam search; without them the recipe's sampler decodes.
         """
+        texts = _checked_texts("translate", texts)
         translate = self._operation("translate", "translate texts", "translation")
         sampler = self._sampling(beam, BEAM_OPTIONS, "beam")
         return translate(self.built.model, texts, sampler)
@@ -145,9 +212,10 @@ class Run:
 
         `beam` takes the same options as `translate`.
         """
+        images = _checked_images("caption", images)
         caption = self._operation("caption", "caption images", "captioning")
         sampler = self._sampling(beam, BEAM_OPTIONS, "beam")
-        return caption(self.built.model, list(images), sampler)
+        return caption(self.built.model, images, sampler)
 
     def evaluate(self) -> dict[str, Any]:
         """Reload the data and return the validation and test metrics."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        # Of several training processes, the one that started them reports.
+        if not _quiet_on_interrupt():
+            print("error: interrupted", file=sys.stderr)
         return INTERRUPTED
     except BrokenPipeError:
         # The reader of stdout closed it, as `seqkit plugins | head` does.
@@ -42,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         # /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _quiet_on_interrupt() -> bool:
+    from seqkit import distributed
+
+    if distributed.launched_by_seqkit():
+        return True
+    return not distributed.shard_from_environment().is_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -282,12 +293,16 @@ def _run(args: argparse.Namespace) -> int:
     shard = distributed.shard_from_environment()
     if args.nproc < 1:
         raise SeqkitError(f"--nproc must be 1 or more, got {args.nproc}")
+    run_dir = args.out or Path("runs") / args.recipe.stem
     if args.nproc > 1 and not shard.distributed:
         recipe, _ = load_recipe(args.recipe, args.overrides)
         workers = distributed.Shard(0, args.nproc)
         distributed.check_batch_size(recipe.train.batch_size, workers, recipe.file)
-        return distributed.launch(args.nproc, _run_arguments(args))
-    run_dir = args.out or Path("runs") / args.recipe.stem
+        try:
+            return distributed.launch(args.nproc, _run_arguments(args))
+        except KeyboardInterrupt:
+            _report_interrupt(args, run_dir / LAST)
+            raise
     if not shard.is_main:
         # Rank 0 reports for all; the others speak only of problems.
         for logger in LOGGERS:
@@ -306,16 +321,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         metrics = train(recipe, registry, run_dir, resume=args.resume)
     except KeyboardInterrupt:
-        if (run_dir / LAST).is_file():
-            log.error(
-                "interrupted; %s keeps the last saved step, continue with "
-                "`seqkit run %s --resume --out %s`",
-                run_dir / LAST,
-                args.recipe,
-                run_dir,
-            )
-        else:
-            log.error("interrupted before the first checkpoint; nothing to resume")
+        if not distributed.launched_by_seqkit():
+            _report_interrupt(args, run_dir / LAST)
         raise
     except SeqkitError as error:
         # main() prints the error on stderr; the run's log file keeps it too.
@@ -331,6 +338,22 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps(metrics, indent=2))
     print(f"run folder: {run_dir}", file=sys.stderr)
     return 0
+
+
+def _report_interrupt(args: argparse.Namespace, last: Path) -> None:
+    """Log how to resume an interrupted run from `last`, or that nothing can be."""
+    if not last.is_file():
+        log.error("interrupted before the first checkpoint; nothing to resume")
+        return
+    nproc = f" --nproc {args.nproc}" if args.nproc > 1 else ""
+    log.error(
+        "interrupted; %s keeps the last saved step, continue with "
+        "`seqkit run %s --resume --out %s%s`",
+        last,
+        args.recipe,
+        last.parent,
+        nproc,
+    )
 
 
 def _run_arguments(args: argparse.Namespace) -> list[str]:
@@ -459,9 +482,15 @@ def _translate(args: argparse.Namespace) -> int:
     results = run.translate(texts, **_beam_flags(args))
     _print_outputs(results, args.n_best)
     if args.attention_plot is not None:
-        drawn = run.built.task.plot_attention(
-            run.built.model, texts[0], results[0], args.attention_plot
-        )
+        try:
+            drawn = run.built.task.plot_attention(
+                run.built.model, texts[0], results[0], args.attention_plot
+            )
+        except OSError as error:
+            raise SeqkitError(
+                f"--attention-plot: cannot write {args.attention_plot}: "
+                f"{error.strerror or error}; choose a writable path"
+            ) from None
         if not drawn:
             raise SeqkitError(
                 f"run {args.run_dir} has no attention to draw; --attention-plot "
@@ -484,14 +513,32 @@ def _check_translate_args(args: argparse.Namespace) -> None:
         raise SeqkitError(f"--beam-size must be at least 1, got {args.beam_size}")
     if args.n_best is not None and args.n_best < 1:
         raise SeqkitError(f"--n-best must be at least 1, got {args.n_best}")
-    if args.length_penalty is not None and not args.length_penalty >= 0:
+    if args.length_penalty is not None and not 0 <= args.length_penalty < math.inf:
         raise SeqkitError(
-            f"--length-penalty must be 0 or more, got {args.length_penalty}"
+            "--length-penalty must be a finite number, 0 or more, got "
+            f"{args.length_penalty}"
         )
-    plot = args.attention_plot
-    if plot is not None and not plot.parent.is_dir():
+    if args.attention_plot is not None:
+        _check_plot_path(args.attention_plot)
+
+
+# The image formats that --attention-plot writes, by file suffix.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _check_plot_path(plot: Path) -> None:
+    """Refuse an --attention-plot path that matplotlib could not write."""
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
         raise SeqkitError(
-            f"--attention-plot: folder {plot.parent} does not exist; create it first"
+            f"--attention-plot: {str(plot)!r} needs a .png, .pdf or .svg suffix, "
+            "which sets the image format"
+        )
+    if plot.is_dir():
+        raise SeqkitError(f"--attention-plot: {plot} is a folder; give a file name")
+    if not plot.parent.is_dir():
+        what = "is not a folder" if plot.parent.exists() else "does not exist"
+        raise SeqkitError(
+            f"--attention-plot: {plot.parent} {what}; give a path in an existing folder"
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from seqkit.errors import RecipeError
 class Shard:
     """This process's place among the training processes.
 
-    The rows of global batch i that rank r trains on are rows r, r + N,
+    The rows of a global batch that rank r trains on are rows r, r + N,
     r + 2N, ... of it, for N processes: the split that torch's
     DistributedSampler makes of an index list. A single process is rank 0 of 1.
     """
@@ -47,7 +48,16 @@ class Shard:
         return self.world_size > 1
 
     def rows(self, rows: Tensor) -> Tensor:
-        """Return this rank's share of the row indices (B,) of a global batch."""
+        """Return this rank's share of the row indices (B,) of a global batch.
+
+        Like DistributedSampler, a batch whose size is not a multiple of N
+        (the last of an epoch) is first padded with its own first rows, so
+        every rank gets the same number of rows and none gets an empty batch.
+        """
+        short = -len(rows) % self.world_size
+        if short and len(rows):
+            repeats = rows[torch.arange(short) % len(rows)]
+            rows = torch.cat([rows, repeats])
         return rows[self.rank :: self.world_size]
 
     def owns(self, number: int) -> bool:
@@ -56,6 +66,9 @@ class Shard:
 
 
 SINGLE = Shard()
+
+# Set in the environment of the processes that `launch` starts.
+LAUNCHED = "SEQKIT_LAUNCHED"
 
 
 def shard_from_environment() -> Shard:
@@ -70,6 +83,11 @@ def shard_from_environment() -> Shard:
             "start several processes with `torchrun` or `seqkit run --nproc N`"
         ) from None
     return Shard(rank, world_size, local_rank)
+
+
+def launched_by_seqkit() -> bool:
+    """True in a training process that `seqkit run --nproc` started."""
+    return os.environ.get(LAUNCHED) == "1"
 
 
 def check_batch_size(batch_size: int, shard: Shard, file: str | None = None) -> None:
@@ -142,8 +160,11 @@ def gather(value: Any, shard: Shard) -> list[Any]:
 def launch(nproc: int, arguments: Sequence[str]) -> int:
     """Run `seqkit` with `arguments` in `nproc` processes through torchrun.
 
-    Returns torchrun's exit status. The processes find each other on this
-    machine only (`--standalone`).
+    Returns torchrun's exit status, or 143 after a SIGTERM. The processes
+    find each other on this machine only (`--standalone`). Ctrl-C and
+    SIGTERM sent to this process alone are passed on to torchrun, which stops
+    the training processes; this function waits for them, and raises
+    KeyboardInterrupt after a Ctrl-C.
     """
     command = [
         sys.executable,
@@ -155,4 +176,24 @@ def launch(nproc: int, arguments: Sequence[str]) -> int:
         "seqkit",
         *arguments,
     ]
-    return subprocess.call(command)
+    environment = {**os.environ, LAUNCHED: "1"}
+    process = subprocess.Popen(command, env=environment)
+
+    terminated = []
+
+    def forward(number: int, frame: object) -> None:
+        terminated.append(number)
+        process.send_signal(number)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        status = process.wait()
+        return 128 + signal.SIGTERM if terminated else status
+    except KeyboardInterrupt:
+        # A Ctrl-C on a terminal reaches torchrun too; one sent to this
+        # process alone does not, so pass it on either way.
+        process.send_signal(signal.SIGINT)
+        process.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -21,6 +21,18 @@ class Monitor(Protocol):
         """Flush what is recorded to disk."""
 
 
+def check_tensorboard() -> None:
+    """Raise `RecipeError` for `train.tensorboard` when tensorboard is missing."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise RecipeError(
+            "true needs the tensorboard package, which is not installed; "
+            "install it with `pip install tensorboard`, or set it to false",
+            key="train.tensorboard",
+        ) from None
+
+
 class TensorBoardMonitor:
     """Writes TensorBoard event files under `log_dir` with torch.utils.tensorboard.
 
@@ -29,16 +41,13 @@ class TensorBoardMonitor:
     """
 
     def __init__(self, log_dir: Path, resume_step: int | None = None):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise RecipeError(
-                "true needs the tensorboard package, which is not installed; "
-                "install it with `pip install tensorboard`, or set it to false",
-                key="train.tensorboard",
-            ) from None
+        check_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
         purge_step = None if resume_step is None else resume_step + 1
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        # A short flush interval also bounds how long closing can wait for the
+        # writer thread after a Ctrl-C (up to the interval, 120 s by default).
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step, flush_secs=5)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():

@@ -58,12 +58,19 @@ class TrainOptions:
             "text to this many tokens, <eos> included",
         },
     )
-    lr: float = field(default=2e-3, metadata={"min": 0.0, "help": "peak learning rate"})
+    lr: float = field(
+        default=2e-3,
+        metadata={"min": 0.0, "finite": True, "help": "peak learning rate"},
+    )
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    weight_decay: float = field(default=0.01, metadata={"min": 0.0})
+    weight_decay: float = field(default=0.01, metadata={"min": 0.0, "finite": True})
     clip: float = field(
         default=1.0,
-        metadata={"min": 0.0, "help": "max gradient norm; 0 turns clipping off"},
+        metadata={
+            "min": 0.0,
+            "finite": True,
+            "help": "max gradient norm; 0 turns clipping off",
+        },
     )
     schedule: Literal["constant", "cosine", "linear"] = "cosine"
     warmup_steps: int = field(default=0, metadata={"min": 0})

@@ -18,7 +18,7 @@ from seqkit.context import BuildContext
 from seqkit.errors import DataError, RecipeError, SeqkitError
 from seqkit.interfaces import EvalResult, Sampler, Tokenizer
 from seqkit.model import SequenceModel
-from seqkit.monitor import TensorBoardMonitor
+from seqkit.monitor import TensorBoardMonitor, check_tensorboard
 from seqkit.recipe import (
     COMPONENT_SECTIONS,
     SECTION_KINDS,
@@ -226,11 +226,15 @@ def check_recipe(
 ) -> CheckReport:
     """Check that a run of `recipe` can start, without training.
 
-    Checks the data source's input files, then builds the tokenizers and
+    Checks the device and the TensorBoard package that `[train]` asks
+    for and the data source's input files, then builds the tokenizers and
     looks up the task and the metrics. With `load_data` it also loads the
     data and builds the vocabularies, the model and the sampler, as `train`
     does before its first step. Raises `SeqkitError` on the first problem.
     """
+    resolve_device(recipe.train.device)
+    if recipe.train.tensorboard:
+        check_tensorboard()
     context = BuildContext(base_dir=recipe.base_dir, recipe_file=recipe.file)
     data = recipe.data.cls(recipe.data.options, context)
     data.check()
@@ -447,7 +451,10 @@ def load_run(run_dir: str | Path, load_data: bool = False) -> Built:
     checkpoint = load_checkpoint(run_dir / BEST)
     table = checkpoint["recipe"]
     base_dir = Path(checkpoint.get("base_dir", run_dir))
-    registry = create_registry(table.get("plugins", []), run_dir)
+    plugins = table.get("plugins", [])
+    if plugins:
+        log.info("importing the plugins that %s names: %s", run_dir, plugins)
+    registry = create_registry(plugins, run_dir)
     reject_failed_components(table, registry, str(run_dir / "recipe.toml"))
     recipe = validate_recipe(table, registry, str(run_dir / "recipe.toml"), base_dir)
     if recipe.train.threads is not None:

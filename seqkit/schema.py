@@ -166,6 +166,9 @@ def _check_bounds(
 ) -> None:
     if isinstance(value, float) and math.isnan(value):
         raise RecipeError("expected a number, got nan", file, path)
+    if spec.metadata.get("finite") and isinstance(value, float):
+        if math.isinf(value):
+            raise RecipeError(f"expected a finite number, got {value!r}", file, path)
     low = spec.metadata.get("min")
     if low is not None and value is not None and not value >= low:
         raise RecipeError(f"must be at least {low}, got {value!r}", file, path)

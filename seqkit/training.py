@@ -244,11 +244,7 @@ class Trainer:
                 loss, tokens = self.loss_module(batch)
             loss_value, tokens = self._reduce(loss, tokens)
             if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"training loss became {loss_value} at step {step + 1}; training "
-                    f"stopped and {self.run_dir / BEST} keeps the best weights. Lower "
-                    "train.lr or set train.clip"
-                )
+                raise TrainingError(self._diverged_message(loss_value, step + 1))
 
             # backward, clip, step
             self.optimizer.zero_grad(set_to_none=True)
@@ -304,6 +300,18 @@ class Trainer:
             # not finite): keep the latest weights as the best.
             self.save(BEST)
         return self.state
+
+    def _diverged_message(self, loss: float, step: int) -> str:
+        best = self.run_dir / BEST
+        if self.state.best_step:
+            kept = f"{best} keeps the best weights, from step {self.state.best_step}"
+        else:
+            kept = "no checkpoint was saved"
+        return (
+            f"training loss became {loss} at step {step}; training stopped and "
+            f"{kept}. Lower train.lr or set train.clip, and check that the input "
+            "data and any loaded weights are finite numbers"
+        )
 
     def _autocast(self) -> torch.autocast:
         """Autocast to bfloat16 under `train.precision = "bf16"`, else a no-op."""

@@ -446,3 +446,49 @@ def test_check_help_lists_flags():
 
     assert "--no-data" in out.getvalue()
     assert "--trace-hooks" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [
+        (
+            "out.txt",
+            "--attention-plot: 'out.txt' needs a .png, .pdf or .svg suffix, which "
+            "sets the image format",
+        ),
+        (
+            "",
+            "--attention-plot: '.' needs a .png, .pdf or .svg suffix, which sets "
+            "the image format",
+        ),
+        ("folder.png", "--attention-plot: folder.png is a folder; give a file name"),
+        (
+            "file.txt/a.png",
+            "--attention-plot: file.txt is not a folder; give a path in an existing "
+            "folder",
+        ),
+        (
+            "missing/a.png",
+            "--attention-plot: missing does not exist; give a path in an existing "
+            "folder",
+        ),
+    ],
+)
+def test_attention_plot_path_is_checked_first(tmp_path, monkeypatch, plot, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+
+    status, _, err = run_cli("translate", "no-run", "cat", "--attention-plot", plot)
+
+    assert status == 2
+    assert err.strip() == f"error: {message}"
+
+
+def test_length_penalty_must_be_finite(capsys):
+    status, _, err = run_cli("translate", "no-run", "cat", "--length-penalty", "inf")
+
+    assert status == 2
+    assert err.strip() == (
+        "error: --length-penalty must be a finite number, 0 or more, got inf"
+    )

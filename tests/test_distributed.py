@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import char_recipe, train_recipe, write_recipe
 from test_classification import recipe_table
 
@@ -131,6 +134,60 @@ def test_classification_resumed_in_two_processes_matches_one(tmp_path):
     assert len(load_checkpoint(tmp_path / "two" / LAST)["rng"]["ranks"]) == 2
 
 
+def test_last_batch_smaller_than_process_count_trains(tmp_path):
+    # 151 windows in batches of 2: the epoch's last batch has one window,
+    # which both processes train on, as DistributedSampler pads a short list.
+    table = char_recipe(train={"batch_size": 2, "eval_every": 0})
+    del table["train"]["max_steps"]
+    path = write_recipe(tmp_path, table)
+
+    done = seqkit_command("run", str(path), "--nproc", "2", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "runs" / "recipe" / "train.log").read_text()
+    assert "training for 76 steps (76 per epoch, batch 2)" in log
+    assert "step 76/76" in log
+
+
+def test_interrupting_the_launcher_stops_every_process(tmp_path):
+    # Ctrl-C sent to `seqkit run --nproc 2` alone, not to its process group.
+    table = char_recipe(
+        train={"max_steps": 100_000, "epochs": 10_000, "checkpoint_every": 5}
+    )
+    path = write_recipe(tmp_path, table)
+    last = tmp_path / "runs" / "recipe" / LAST
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "seqkit", "run", str(path), "--nproc", "2"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while not last.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    launcher.send_signal(signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=60)
+    saved = last.stat().st_mtime_ns
+    time.sleep(3)
+
+    assert launcher.returncode == 130
+    assert last.stat().st_mtime_ns == saved
+    assert (
+        f"continue with `seqkit run {path} --resume --out runs/recipe --nproc 2`"
+        in stderr
+    )
+    assert stderr.count("error: interrupted") == 1
+
+
+def test_short_batches_are_padded_like_distributed_sampler():
+    rows = torch.arange(10, 13)  # (3,)
+
+    shares = [Shard(rank, 2).rows(rows).tolist() for rank in range(2)]
+
+    assert shares == [[10, 12], [11, 10]]
+
+
 def test_a_batch_that_does_not_split_evenly_is_refused_before_launch(tmp_path):
     path = write_recipe(tmp_path, char_recipe(train={"batch_size": 5}))
 
@@ -163,8 +220,6 @@ def test_rank_comes_from_torchrun_environment(monkeypatch):
     assert shard == Shard(rank=1, world_size=4, local_rank=1)
     assert not shard.is_main
     # Rows 1, 5 of a global batch of 8: torch's DistributedSampler split.
-    import torch
-
     assert shard.rows(torch.arange(8)).tolist() == [1, 5]
     assert [n for n in range(8) if shard.owns(n)] == [1, 5]
 

@@ -195,6 +195,29 @@ def test_int32_tiff_in_16_bit_range(tmp_path):
     assert pixels(load_image(path)) == [(0, 0, 0), (100, 100, 100), WHITE]
 
 
+def test_int32_from_grayscale_keeps_8_bit():
+    gray = Image.new("L", (3, 1))
+    for x, value in enumerate([0, 7, 200]):
+        gray.putpixel((x, 0), value)
+    source = gray.convert("I")
+    assert source.mode == "I"
+    assert pixels(load_image(source)) == [(0, 0, 0), (7, 7, 7), (200, 200, 200)]
+
+
+def test_int32_tiff_in_8_bit_range(tmp_path):
+    samples = np.array([[0, 100, 255]], dtype=np.int32)
+    path = save(Image.fromarray(samples), tmp_path / "int.tif")
+    assert stored(path).mode == "I"
+    assert pixels(load_image(path)) == [(0, 0, 0), (100, 100, 100), WHITE]
+
+
+def test_int32_tiff_above_255_is_16_bit(tmp_path):
+    samples = np.array([[255, 256, 25700]], dtype=np.int32)
+    path = save(Image.fromarray(samples), tmp_path / "int.tif")
+    # 255 / 257 = 0.99 and 256 / 257 = 1.0, both rounded to 1.
+    assert pixels(load_image(path)) == [(1, 1, 1), (1, 1, 1), (100, 100, 100)]
+
+
 def test_int32_tiff_outside_16_bit_range(tmp_path):
     samples = np.array([[-100, 0, 300]], dtype=np.int32)
     path = save(Image.fromarray(samples, "I"), tmp_path / "int.tif")

@@ -9,11 +9,24 @@ from helpers import char_recipe, train_recipe, write_recipe
 
 from seqkit.errors import RecipeError
 from seqkit.monitor import TensorBoardMonitor
+from seqkit.run import check_recipe, load_recipe
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
     EventAccumulator,
 )
+
+
+def refuse_import(monkeypatch) -> None:
+    """Make importing torch.utils.tensorboard fail, as without the package."""
+    real_import = builtins.__import__
+
+    def refuse_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse_tensorboard)
 
 
 def read_events(folder) -> EventAccumulator:
@@ -58,15 +71,18 @@ def test_resumed_run_drops_the_events_after_its_checkpoint(tmp_path):
     assert scalar_steps(events, "train/loss") == [1, 2, 3, 4, 5, 6]
 
 
+def test_check_names_a_missing_package(tmp_path, monkeypatch):
+    path = write_recipe(tmp_path, char_recipe(train={"tensorboard": True}))
+    refuse_import(monkeypatch)
+    recipe, registry = load_recipe(path)
+
+    with pytest.raises(RecipeError, match="needs the tensorboard package"):
+        check_recipe(recipe, registry, load_data=False)
+
+
 def test_missing_package_is_a_recipe_error(tmp_path, monkeypatch):
-    real_import = builtins.__import__
+    refuse_import(monkeypatch)
 
-    def refuse_tensorboard(name, *args, **kwargs):
-        if name.startswith("torch.utils.tensorboard"):
-            raise ImportError("No module named 'tensorboard'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", refuse_tensorboard)
     with pytest.raises(RecipeError) as caught:
         TensorBoardMonitor(tmp_path)
     assert str(caught.value) == (

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import DATA_DIR, char_recipe, write_recipe
 
 from seqkit.cli import main
@@ -117,6 +118,23 @@ def test_check_unknown_set_key():
 
     assert code == 2
     assert err.startswith("error: --set: `train.lrr`: unknown key `lrr`.")
+
+
+def test_check_rejects_infinite_learning_rate():
+    code, _, err = run_cli("check", RECIPES / "chargen.toml", "--set", "train.lr=inf")
+
+    assert code == 2
+    assert err == "error: --set: `train.lr`: expected a finite number, got inf\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_check_rejects_cuda_without_a_device():
+    code, _, err = run_cli(
+        "check", RECIPES / "chargen.toml", "--no-data", "--set", "train.device=cuda"
+    )
+
+    assert code == 2
+    assert err.startswith('error: `train.device`: device "cuda" requested but')
 
 
 def test_check_missing_data_file(tmp_path):

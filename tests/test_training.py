@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -167,6 +168,24 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
     assert best["train_state"]["step"] in (2, 4)
     assert all(torch.isfinite(tensor).all() for tensor in best["model"].values())
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_nan_loss_before_any_checkpoint_says_none_was_saved(tmp_path):
+    table = char_recipe(
+        train={"lr": 1e30, "clip": 0.0, "optimizer": "sgd", "max_steps": 20}
+    )
+    path = write_recipe(tmp_path, table)
+
+    with pytest.raises(TrainingError) as caught:
+        train_recipe(path, tmp_path / "run")
+
+    assert re.fullmatch(
+        r"training loss became (nan|inf) at step \d+; training stopped and no "
+        r"checkpoint was saved\. Lower train\.lr or set train\.clip, and check "
+        r"that the input data and any loaded weights are finite numbers",
+        str(caught.value),
+    )
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_huge_lr_stops_with_training_error(tmp_path):

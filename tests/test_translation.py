@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import math
 
 import pytest
@@ -19,6 +20,8 @@ from seqkit_builtins.samplers import (
 )
 
 from seqkit.cli import main
+from seqkit.errors import DataError
+from seqkit.interfaces import Example, Splits
 from seqkit.run import build, load_recipe, load_run, train
 
 # Characters to phones on 400 cmudict words: a bidirectional LSTM encoder,
@@ -256,3 +259,87 @@ def test_resume_matches_uninterrupted_run(g2p_run, tmp_path):
 
     assert resumed["test_loss"] == pytest.approx(metrics["test_loss"], abs=1e-6)
     assert resumed["test_per"] == metrics["test_per"]
+
+
+TASK_LOGGER = "seqkit_builtins.translation_task"
+
+
+@pytest.fixture
+def short_g2p(tmp_path):
+    """An untrained G2P run with train.seq_len = 6, so 5 tokens per side."""
+    overrides = ["train.seq_len=6", "data.max_examples=100"]
+    recipe, registry = load_recipe(write_recipe(tmp_path, G2P_RECIPE), overrides)
+    return build(recipe, registry)
+
+
+def test_prepare_warns_about_pairs_cut(short_g2p, caplog):
+    # "machine" has 7 characters and "mixes" 6 phones: both longer than 5.
+    splits = Splits(
+        train=[
+            Example("K AE1 T", "cat"),
+            Example("M AH0 SH IY1 N", "machine"),
+            Example("M IH1 K S IH0 Z", "mixes"),
+        ],
+        valid=[Example("AH0", "a")],
+        test=[Example("Z IY1 B R AH0", "zebra")],
+    )
+
+    with caplog.at_level(logging.WARNING, logger=TASK_LOGGER):
+        short_g2p.task.prepare(splits)
+    train = short_g2p.task.encoded["train"]
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "cut 2 of 3 train, 0 of 1 valid, 0 of 1 test pairs whose source or target "
+        "is longer than 5 tokens, the limit that train.seq_len = 6 sets; raise "
+        "train.seq_len to keep them whole"
+    ]
+    assert [len(ids) for ids in train.sources] == [4, 6, 6]
+    assert [len(ids) for ids in train.targets] == [3, 5, 5]
+
+
+def test_prepare_silent_without_cuts(short_g2p, caplog):
+    splits = Splits(
+        train=[Example("K AE1 T", "cat")],
+        valid=[Example("AH0", "a")],
+        test=[Example("D AO1 G", "dog")],
+    )
+
+    with caplog.at_level(logging.WARNING, logger=TASK_LOGGER):
+        short_g2p.task.prepare(splits)
+
+    assert caplog.records == []
+
+
+def test_seq_len_one_rejects_empty_targets(tmp_path):
+    overrides = ["train.seq_len=1", "data.max_examples=100"]
+    recipe, registry = load_recipe(write_recipe(tmp_path, G2P_RECIPE), overrides)
+
+    with pytest.raises(DataError) as caught:
+        build(recipe, registry)
+    message = str(caught.value)
+
+    assert message.startswith("train.seq_len = 1 leaves no room for target tokens")
+    assert "set train.seq_len to 2 or more" in message
+
+
+def test_translate_warns_once_about_inputs_cut(short_g2p, caplog):
+    task, model = short_g2p.task, short_g2p.model
+    words = ["cat", "machine", "", "thoughtfulness"]
+
+    with caplog.at_level(logging.WARNING, logger=TASK_LOGGER):
+        found = task.translate(model, words)
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "cut 2 of 4 inputs to their first 5 tokens, the limit that "
+        "train.seq_len = 6 sets; the rest of each is not translated"
+    ]
+    assert found[0].source_tokens == list("cat")
+    assert found[1].source_tokens == list("machi")
+    assert found[3].source_tokens == list("thoug")
+
+
+def test_translate_silent_for_short_inputs(short_g2p, caplog):
+    with caplog.at_level(logging.WARNING, logger=TASK_LOGGER):
+        short_g2p.task.translate(short_g2p.model, ["cat", "zebra"])
+
+    assert caplog.records == []

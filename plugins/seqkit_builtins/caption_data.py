@@ -15,7 +15,6 @@ the distinct images of a split by the identity of `source`.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
@@ -32,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seqkit import BuildContext, DataError, DataSource, Example, Splits, hookimpl
 from seqkit.errors import RecipeError, suggest
-from seqkit.paths import resolve_inside
+from seqkit.paths import glob_inside, resolve_inside
 from seqkit_builtins.classify_data import decode_text
 from seqkit_builtins.gettext_catalogs import hash_position
 
@@ -1173,11 +1172,10 @@ def _version_key(text: str) -> list[Any]:
 
 def find_emoji_root(base_dir: Path, text: str, recipe_file: str | None) -> Path:
     """Return the tanuki_emoji gem folder of `text`, the highest version if a glob."""
-    resolved = resolve_inside(base_dir, text, "data.root", recipe_file)
-    matches = [
-        Path(found) for found in glob.glob(str(resolved)) if Path(found).is_dir()
-    ]
+    found = glob_inside(base_dir, text, "data.root", recipe_file)
+    matches = [path for path in found if path.is_dir()]
     if not matches:
+        resolved = resolve_inside(base_dir, text, "data.root", recipe_file)
         raise DataError(
             f"{EMOJI_MISSING} (no folder matches {resolved}), or set data.root "
             "to the tanuki_emoji gem folder"

@@ -11,7 +11,6 @@ pairs for the translation task instead.
 from __future__ import annotations
 
 import csv
-import glob
 import hashlib
 import importlib.util
 import io
@@ -24,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from seqkit import BuildContext, DataError, DataSource, Example, Splits, hookimpl
 from seqkit.errors import RecipeError, suggest
-from seqkit.paths import resolve_inside
+from seqkit.paths import glob_inside, resolve_inside
 from seqkit.text import normalize
 from seqkit_builtins.translation_data import split_by_source
 
@@ -161,12 +160,12 @@ def expand_paths(
         raise DataError(f"{key} is empty; list the files or globs to read")
     found: list[Path] = []
     for pattern in patterns:
-        resolved = resolve_inside(base_dir, pattern, key, recipe_file)
-        matches = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True))
+        matches = glob_inside(base_dir, pattern, key, recipe_file)
         matches = [path for path in matches if path.is_file()]
         if not matches:
+            looked_for = resolve_inside(base_dir, pattern, key, recipe_file)
             raise DataError(
-                f"{key}: no file matches {pattern!r} (looked for {resolved})"
+                f"{key}: no file matches {pattern!r} (looked for {looked_for})"
             )
         found.extend(matches)
     return list(dict.fromkeys(found))

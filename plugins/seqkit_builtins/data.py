@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import re
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from seqkit import BuildContext, DataError, DataSource, Example, Splits, hookimpl
 from seqkit.errors import suggest
-from seqkit.paths import resolve_inside
+from seqkit.paths import glob_inside, resolve_inside
 from seqkit.text import normalize, read_text
 
 
@@ -176,14 +175,14 @@ class TextFilesSource(DataSource):
             raise DataError("data.paths is empty; list the text files or globs to read")
         found: list[Path] = []
         for pattern in self.options.paths:
-            resolved = resolve_inside(
+            matches = glob_inside(
                 self.base_dir, pattern, "data.paths", self.recipe_file
             )
-            matches = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True))
             matches = [p for p in matches if p.is_file()]
             if not matches:
+                looked_for = resolve_inside(self.base_dir, pattern, "data.paths")
                 raise DataError(
-                    f"data.paths: no file matches {pattern!r} (looked for {resolved})"
+                    f"data.paths: no file matches {pattern!r} (looked for {looked_for})"
                 )
             found.extend(matches)
         return list(dict.fromkeys(found))

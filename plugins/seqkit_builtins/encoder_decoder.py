@@ -33,12 +33,27 @@ class EncoderDecoderTask(Task):
         """Return the teacher-forced logits (B, T, V) of `batch`."""
         raise NotImplementedError
 
+    @property
+    def max_tokens(self) -> int:
+        """Maximum number of target tokens kept, `train.seq_len - 1`.
+
+        The one step left is for `<bos>` in the inputs and `<eos>` in the
+        outputs. Longer targets are cut to their first `max_tokens` tokens.
+        """
+        return max(self.recipe.train.seq_len - 1, 0)
+
+    def target_token_ids(self, text: str) -> list[int]:
+        """Encode a target text as ids, without specials and without a cut."""
+        tokens = self.tokenizer.tokenize(normalize(text))
+        return self.vocabularies["target"].encode(tokens)
+
     def target_ids(self, text: str) -> Tensor:
         """Encode a target text as at most `train.seq_len - 1` ids, without specials."""
-        vocab = self.vocabularies["target"]
-        tokens = self.tokenizer.tokenize(normalize(text))
-        keep = max(self.recipe.train.seq_len - 1, 0)
-        return torch.tensor(vocab.encode(tokens)[:keep], dtype=torch.long)
+        return self.cut_target(self.target_token_ids(text))
+
+    def cut_target(self, ids: list[int]) -> Tensor:
+        """Return the first `max_tokens` of the target `ids` as a tensor."""
+        return torch.tensor(ids[: self.max_tokens], dtype=torch.long)
 
     def loss(self, model: SequenceModel, batch: Batch) -> tuple[Tensor, int]:
         logits = self._logits(model, batch)  # (B, T, V)

@@ -113,8 +113,11 @@ def to_rgb(image: Image.Image, background: Color = WHITE) -> Image.Image:
 
     - I;16 and its byte orders: value / 257, rounded, so 65535 becomes 255 and
       an 8-bit value v stored as v * 257 comes back as v.
-    - I (32-bit): the same as I;16 when every value is within 0..65535,
-      otherwise the range min..max is stretched to 0..255.
+    - I (32-bit): taken as 8-bit, unchanged, when every value is within
+      0..255, as after `convert("I")` of an L image. Otherwise the same as
+      I;16 when every value is within 0..65535, and else the range min..max
+      is stretched to 0..255. A 16-bit image stored as I whose values all
+      sit within 0..255 is therefore read as 8-bit, up to 257 times brighter.
     - F (32-bit float): value * 255 when every finite value is within 0..1,
       otherwise the finite min..max is stretched to 0..255. NaN and -inf
       become 0, and +inf becomes 255.
@@ -241,6 +244,8 @@ def _wide_to_8_bit(image: Image.Image) -> Image.Image:
         scaled[values == -np.inf] = 0.0
     elif image.mode == "I" and (low < 0 or high > 65535):
         scaled = _stretch(values, low, high)
+    elif image.mode == "I" and high <= 255:
+        scaled = values
     else:
         scaled = values / 257.0
     gray = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")

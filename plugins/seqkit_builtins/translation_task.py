@@ -8,6 +8,7 @@ V target vocabulary size.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from seqkit import (
 from seqkit.task import Batch
 from seqkit.text import normalize
 from seqkit_builtins.encoder_decoder import EncoderDecoderTask
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 # The number of batches whose examples are sorted by source length together,
@@ -71,8 +74,9 @@ class TranslationTask(EncoderDecoderTask):
     A source is encoded as its tokens and `<eos>`, cut to `train.seq_len`
     tokens. The decoder reads `<bos>` and the target and predicts the target
     and `<eos>`; targets are cut to `train.seq_len - 1` tokens, so decoding
-    allows at most `train.seq_len` new tokens. Each epoch shuffles the pairs
-    with a generator seeded from (seed, epoch), sorts each pool of
+    allows at most `train.seq_len` new tokens. `prepare` logs how many pairs
+    were cut, and `translate` warns when it cuts an input. Each epoch shuffles
+    the pairs with a generator seeded from (seed, epoch), sorts each pool of
     POOL_BATCHES batches by source length and shuffles the batches, so any
     step's batch can be rebuilt on resume. Predictions are detokenised before
     the metrics see them.
@@ -98,20 +102,69 @@ class TranslationTask(EncoderDecoderTask):
 
     # ------------------------------------------------------------ data
 
+    def source_token_ids(self, text: str) -> list[int]:
+        """Encode a source text as ids, without `<eos>` and without a cut."""
+        tokens = self.source_tokenizer.tokenize(normalize(text))
+        return self.vocabularies["source"].encode(tokens)
+
     def source_ids(self, text: str) -> Tensor:
         """Encode a source text as at most `train.seq_len` ids ending in `<eos>`."""
-        vocab = self.vocabularies["source"]
-        tokens = self.source_tokenizer.tokenize(normalize(text))
-        keep = max(self.recipe.train.seq_len - 1, 0)
-        return torch.tensor([*vocab.encode(tokens)[:keep], vocab.eos_id])
+        return self.cut_source(self.source_token_ids(text))
+
+    def cut_source(self, ids: list[int]) -> Tensor:
+        """Return the first `max_tokens` of the source `ids` and `<eos>`."""
+        return torch.tensor(
+            [*ids[: self.max_tokens], self.vocabularies["source"].eos_id]
+        )
 
     def prepare(self, splits: Splits) -> None:
-        self.encoded = {
-            name: self._encode_split(name, splits.named(name)) for name in SPLITS
-        }
+        """Encode every split and log a warning that counts the pairs cut.
+
+        Raises DataError when every target of the train split is empty.
+        """
+        self.encoded = {}
+        cut_pairs = {}
+        for name in SPLITS:
+            encoded, cut_pairs[name] = self._encode_split(name, splits.named(name))
+            self.encoded[name] = encoded
+        self._check_targets(self.encoded["train"])
+        self._log_cut_pairs(cut_pairs)
         self._epoch_batches: tuple[int, list[Tensor]] | None = None
 
-    def _encode_split(self, name: str, examples: list[Example]) -> EncodedPairs:
+    def _check_targets(self, split: EncodedPairs) -> None:
+        if any(len(target) for target in split.targets):
+            return
+        if self.max_tokens == 0:
+            raise DataError(
+                f"train.seq_len = {self.recipe.train.seq_len} leaves no room for "
+                "target tokens, because targets are cut to train.seq_len - 1 "
+                "tokens; set train.seq_len to 2 or more"
+            )
+        raise DataError(
+            "every target of the train split is empty, so there is nothing to "
+            "learn; check the target texts of the data"
+        )
+
+    def _log_cut_pairs(self, cut_pairs: dict[str, int]) -> None:
+        if not any(cut_pairs.values()):
+            return
+        counts = ", ".join(
+            f"{cut_pairs[name]} of {len(self.encoded[name].sources)} {name}"
+            for name in SPLITS
+        )
+        log.warning(
+            "cut %s pairs whose source or target is longer than %d tokens, the "
+            "limit that train.seq_len = %d sets; raise train.seq_len to keep "
+            "them whole",
+            counts,
+            self.max_tokens,
+            self.recipe.train.seq_len,
+        )
+
+    def _encode_split(
+        self, name: str, examples: list[Example]
+    ) -> tuple[EncodedPairs, int]:
+        """Encode the pairs of a split; returns them and the number of pairs cut."""
         # An empty split would score a loss of 0 and look perfect.
         if not examples:
             raise DataError(
@@ -119,20 +172,25 @@ class TranslationTask(EncoderDecoderTask):
                 f"data.{name}_fraction above 0"
             )
         sources, targets, references, texts = [], [], [], []
+        cut = 0
         for example in examples:
             if example.source is None:
                 raise DataError(
                     f"an example of the {name} split has no source text; the "
                     "translation task needs (source, target) pairs"
                 )
-            sources.append(self.source_ids(example.source))
-            targets.append(self.target_ids(example.target))
+            source = self.source_token_ids(example.source)
+            target = self.target_token_ids(example.target)
+            if max(len(source), len(target)) > self.max_tokens:
+                cut += 1
+            sources.append(self.cut_source(source))
+            targets.append(self.cut_target(target))
             references.append(
                 [normalize(r) for r in example.references]
                 or [normalize(example.target)]
             )
             texts.append(example.source)
-        return EncodedPairs(sources, targets, references, texts)
+        return EncodedPairs(sources, targets, references, texts), cut
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -312,8 +370,34 @@ class TranslationTask(EncoderDecoderTask):
     ) -> list[Translation]:
         """Translate each text; an empty or blank text gives an empty output.
 
-        The model stays in the mode it was in.
+        A text longer than `train.seq_len - 1` tokens is cut to its first
+        `train.seq_len - 1` tokens, as in training, and one warning per call
+        counts the texts cut. The model stays in the mode it was in.
         """
+        translations, cut = self._translate(
+            model, texts, sampler, batch_size, generator
+        )
+        if cut:
+            log.warning(
+                "cut %d of %d inputs to their first %d tokens, the limit that "
+                "train.seq_len = %d sets; the rest of each is not translated",
+                cut,
+                len(texts),
+                self.max_tokens,
+                self.recipe.train.seq_len,
+            )
+        return translations
+
+    @torch.no_grad()
+    def _translate(
+        self,
+        model: SequenceModel,
+        texts: list[str],
+        sampler: Sampler | None,
+        batch_size: int = 64,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[Translation], int]:
+        """Translate each text; returns the translations and the count of texts cut."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -322,20 +406,23 @@ class TranslationTask(EncoderDecoderTask):
         for i, text in enumerate(texts):
             if not text.strip():
                 results[i] = Translation("", 0.0, [], [], [("", 0.0)])
+        ids = {i: self.source_token_ids(texts[i]) for i in filled}
+        cut = sum(len(ids[i]) > self.max_tokens for i in filled)
         # similar lengths together, so batches carry little padding
         filled.sort(key=lambda i: len(texts[i]))
         for start in range(0, len(filled), batch_size):
             rows = filled[start : start + batch_size]
-            batch = self._source_batch([texts[i] for i in rows], device)
+            batch = self._source_batch([ids[i] for i in rows], device)
             found = self._decode(
                 model, batch, self.decoding_sampler(sampler), generator
             )
             results.update(zip(rows, found, strict=True))
         model.train(was_training)
-        return [results[i] for i in range(len(texts))]
+        return [results[i] for i in range(len(texts))], cut
 
-    def _source_batch(self, texts: list[str], device: torch.device) -> Batch:
-        sources = [self.source_ids(text) for text in texts]
+    def _source_batch(self, ids: list[list[int]], device: torch.device) -> Batch:
+        """Cut and pad the uncut source `ids` of each text into a batch."""
+        sources = [self.cut_source(row) for row in ids]
         source = pad_sequence(
             sources, batch_first=True, padding_value=self.vocabularies["source"].pad_id
         )  # (B, S)
@@ -355,7 +442,7 @@ class TranslationTask(EncoderDecoderTask):
         model.eval()
         device = next(model.parameters()).device
         vocab = self.vocabularies["target"]
-        batch = self._source_batch([source], device)
+        batch = self._source_batch([self.source_token_ids(source)], device)
         ids = vocab.encode(translation.tokens)
         inputs = torch.tensor([[vocab.bos_id, *ids]], device=device)  # (1, T)
         encoder_output = model.encode(batch["source"], batch["lengths"])
@@ -393,7 +480,8 @@ class TranslationTask(EncoderDecoderTask):
             return []
         rows = torch.linspace(0, len(data.texts) - 1, count).long().tolist()
         texts = [data.texts[row] for row in rows]
-        found = self.translate(model, texts, sampler, generator=generator)
+        # `prepare` has already logged the test sources that are cut.
+        found, _ = self._translate(model, texts, sampler, generator=generator)
         return [
             f"source: {text}\npredicted: {translation.text}\n"
             f"reference: {data.references[row][0]}"
@@ -407,7 +495,8 @@ class TranslationTask(EncoderDecoderTask):
         if model is None:
             return
         source = self.encoded["test"].texts[0]
-        translation = self.translate(model, [source])[0]
+        translations, _ = self._translate(model, [source], None)
+        translation = translations[0]
         self.plot_attention(model, source, translation, Path(run_dir) / "attention.png")
 
 
