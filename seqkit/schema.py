@@ -201,6 +201,10 @@ def _from_text(hint: Any, text: str, path: str, file: str | None) -> Any:
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
+        if hint is Any:
+            # A field of any type, such as a column given by name or number,
+            # takes text that is no TOML value as a string.
+            return text
         example = ' such as ["a", "b"]' if typing.get_origin(hint) is list else ""
         raise RecipeError(
             f"cannot read {text!r} as {_type_name(hint)}; write a TOML value{example}",

@@ -469,13 +469,15 @@ def check_decoder(
     encoder_output: EncoderOutput | None = None,
     *,
     atol: float = 1e-5,
+    vocab_size: int | None = None,
 ) -> DecoderReport:
     """Check a decoder on `tokens` (B, T), T >= 2, and return what it measured.
 
     Each check starts from a fresh `init_state(B, encoder_output)`, and
     logits must agree within `atol`:
 
-    - `forward` returns a `DecoderOutput` with finite logits (B, T, V), and
+    - `forward` returns a `DecoderOutput` with finite logits (B, T, V), with
+      V equal to `vocab_size` when it is given (pass `len(context.vocab)`), and
       neither `forward` nor `step` changes the state it was given.
     - `step`, token by token, gives the logits and attention weights of
       `forward` at every position.
@@ -503,6 +505,14 @@ def check_decoder(
 
     with _evaluating(decoder):
         whole = _forward(decoder, component, tokens, encoder_output, "forward")
+        if vocab_size is not None and whole.logits.shape[-1] != vocab_size:
+            raise ContractError(
+                component,
+                "logits over the vocabulary",
+                f"{component} forward returned logits of shape "
+                f"{_shape(whole.logits)}; the last size must be the vocabulary "
+                f"size {vocab_size}",
+            )
         vocab_size = whole.logits.shape[-1]
         if whole.attention is not None:
             _check_decoder_weights(component, whole.attention, encoder_output, atol)

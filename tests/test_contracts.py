@@ -156,6 +156,19 @@ def test_rnn_language_model_passes(cell):
     assert report.step_difference <= 1e-5
 
 
+def test_check_decoder_rejects_logits_of_wrong_vocabulary_size():
+    decoder = make_decoder(encoder_size=None)
+
+    with pytest.raises(ContractError) as caught:
+        check_decoder(decoder, TARGET, vocab_size=len(TARGET_VOCAB) + 1)
+
+    assert caught.value.clause == "logits over the vocabulary"
+    assert str(caught.value) == (
+        f"RNNDecoder forward returned logits of shape (3, 4, {len(TARGET_VOCAB)}); "
+        f"the last size must be the vocabulary size {len(TARGET_VOCAB) + 1}"
+    )
+
+
 def test_rnn_decoder_tied_weights_passes():
     decoder = make_decoder(tie_weights=True, encoder_size=None)
     check_decoder(decoder, TARGET)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from seqkit import schema
 from seqkit.errors import RecipeError
 from seqkit.schema import CommandLineValue
+
+
+@dataclass
+class AnyOptions:
+    column: Any = 0
 
 
 @dataclass
@@ -156,6 +161,15 @@ def test_command_line_errors_name_set(name, text, expected):
         schema.validate(ExampleOptions, {name: CommandLineValue(text)}, "s", "r.toml")
 
     assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("tgt", "tgt"), ("2", 2)])
+def test_command_line_text_for_any_field(text, expected):
+    options = schema.validate(
+        AnyOptions, {"column": CommandLineValue(text)}, "data", "r.toml"
+    )
+
+    assert options.column == expected
 
 
 def test_describe_lists_options():
