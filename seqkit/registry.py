@@ -284,6 +284,12 @@ def create_registry(
         # A recipe may name a module that is also installed as an entry point.
         if not manager.is_registered(module):
             _register(manager, module, spec)
+        if not manager.get_hookcallers(module):
+            log.warning(
+                "plugin %r implements no seqkit hook, so it adds no components; "
+                "mark its hook functions with @seqkit.hookimpl",
+                spec,
+            )
         requested.add(manager.get_name(module))
     failures += _reject_unknown_hooks(manager, requested)
     # A requested plugin that registered is no failure, even where its entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 
 import pytest
@@ -192,6 +193,28 @@ def test_duplicate_between_recipe_plugins(tmp_path):
 def test_plugin_file_not_found(tmp_path):
     with pytest.raises(PluginError, match="plugin file not found: .*missing.py"):
         create_registry(["missing.py"], tmp_path)
+
+
+def test_plugin_file_without_hookimpl_is_named(tmp_path):
+    write_plugin(
+        tmp_path,
+        "unmarked.py",
+        "def seqkit_samplers():\n    return {}\n",
+    )
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("seqkit.registry")
+    logger.addHandler(handler)
+    try:
+        create_registry(["unmarked.py"], tmp_path)
+    finally:
+        logger.removeHandler(handler)
+
+    assert [record.getMessage() for record in records] == [
+        "plugin 'unmarked.py' implements no seqkit hook, so it adds no "
+        "components; mark its hook functions with @seqkit.hookimpl"
+    ]
 
 
 def test_plugin_file_import_error(tmp_path):
