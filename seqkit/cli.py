@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -287,7 +288,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from seqkit import distributed
-    from seqkit.run import load_recipe, prepare_run_folder, train
+    from seqkit.run import check_recipe, load_recipe, prepare_run_folder, train
     from seqkit.training import LAST
 
     shard = distributed.shard_from_environment()
@@ -295,9 +296,13 @@ def _run(args: argparse.Namespace) -> int:
         raise SeqkitError(f"--nproc must be 1 or more, got {args.nproc}")
     run_dir = args.out or Path("runs") / args.recipe.stem
     if args.nproc > 1 and not shard.distributed:
-        recipe, _ = load_recipe(args.recipe, args.overrides)
+        recipe, registry = load_recipe(args.recipe, args.overrides)
         workers = distributed.Shard(0, args.nproc)
         distributed.check_batch_size(recipe.train.batch_size, workers, recipe.file)
+        # Find what every process would fail on before starting them, so it
+        # is reported once, as any user error is.
+        check_recipe(recipe, registry, load_data=False)
+        prepare_run_folder(run_dir, args.resume)
         try:
             return distributed.launch(args.nproc, _run_arguments(args))
         except KeyboardInterrupt:
@@ -345,14 +350,15 @@ def _report_interrupt(args: argparse.Namespace, last: Path) -> None:
     if not last.is_file():
         log.error("interrupted before the first checkpoint; nothing to resume")
         return
-    nproc = f" --nproc {args.nproc}" if args.nproc > 1 else ""
+    arguments = [str(args.recipe), "--resume", "--out", str(last.parent)]
+    for override in args.overrides:
+        arguments += ["--set", override]
+    if args.nproc > 1:
+        arguments += ["--nproc", str(args.nproc)]
     log.error(
-        "interrupted; %s keeps the last saved step, continue with "
-        "`seqkit run %s --resume --out %s%s`",
+        "interrupted; %s keeps the last saved step, continue with `seqkit run %s`",
         last,
-        args.recipe,
-        last.parent,
-        nproc,
+        shlex.join(arguments),
     )
 
 

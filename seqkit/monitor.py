@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from seqkit.errors import RecipeError
+from seqkit.errors import RecipeError, SeqkitError
 
 
 class Monitor(Protocol):
@@ -47,7 +47,15 @@ class TensorBoardMonitor:
         purge_step = None if resume_step is None else resume_step + 1
         # A short flush interval also bounds how long closing can wait for the
         # writer thread after a Ctrl-C (up to the interval, 120 s by default).
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step, flush_secs=5)
+        try:
+            self.writer = SummaryWriter(
+                str(log_dir), purge_step=purge_step, flush_secs=5
+            )
+        except OSError as error:
+            raise SeqkitError(
+                f"cannot write TensorBoard logs to {log_dir}: "
+                f"{error.strerror or error}; move that path out of the way"
+            ) from None
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():

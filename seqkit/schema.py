@@ -206,6 +206,8 @@ def _from_text(hint: Any, text: str, path: str, file: str | None) -> Any:
             # takes text that is no TOML value as a string.
             return text
         example = ' such as ["a", "b"]' if typing.get_origin(hint) is list else ""
+        if hint is bool:
+            example = ": true or false"
         raise RecipeError(
             f"cannot read {text!r} as {_type_name(hint)}; write a TOML value{example}",
             file or "--set",

@@ -157,7 +157,17 @@ def test_interrupting_the_launcher_stops_every_process(tmp_path):
     path = write_recipe(tmp_path, table)
     last = tmp_path / "runs" / "recipe" / LAST
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "seqkit", "run", str(path), "--nproc", "2"],
+        [
+            sys.executable,
+            "-m",
+            "seqkit",
+            "run",
+            str(path),
+            "--nproc",
+            "2",
+            "--set",
+            "train.log_every=7",
+        ],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
@@ -174,8 +184,8 @@ def test_interrupting_the_launcher_stops_every_process(tmp_path):
     assert launcher.returncode == 130
     assert last.stat().st_mtime_ns == saved
     assert (
-        f"continue with `seqkit run {path} --resume --out runs/recipe --nproc 2`"
-        in stderr
+        f"continue with `seqkit run {path} --resume --out runs/recipe --set "
+        "train.log_every=7 --nproc 2`" in stderr
     )
     assert stderr.count("error: interrupted") == 1
 
@@ -198,6 +208,18 @@ def test_a_batch_that_does_not_split_evenly_is_refused_before_launch(tmp_path):
         f"error: {path}: `train.batch_size`: batch_size 5 does not split evenly "
         "over 2 processes; use a multiple of 2"
     )
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_fault_of_every_process_is_reported_once_before_launch(tmp_path):
+    path = write_recipe(tmp_path, char_recipe(train={"device": "cuda"}))
+
+    done = seqkit_command("run", str(path), "--nproc", "2", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr.count("error:") == 1
+    assert 'device "cuda" requested but torch finds no CUDA device' in done.stderr
     assert not (tmp_path / "runs").exists()
 
 

@@ -149,6 +149,12 @@ def test_command_line_text_converted(name, text, expected):
         ("size", "0", "--set: `s.size`: must be at least 1, got 0"),
         ("flag", "1", "--set: `s.flag`: expected bool, got int 1"),
         (
+            "flag",
+            "yes",
+            "--set: `s.flag`: cannot read 'yes' as bool; write a TOML value: true "
+            "or false",
+        ),
+        (
             "words",
             "a",
             "--set: `s.words`: cannot read 'a' as list[str]; write a TOML value "

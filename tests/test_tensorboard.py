@@ -7,7 +7,7 @@ import builtins
 import pytest
 from helpers import char_recipe, train_recipe, write_recipe
 
-from seqkit.errors import RecipeError
+from seqkit.errors import RecipeError, SeqkitError
 from seqkit.monitor import TensorBoardMonitor
 from seqkit.run import check_recipe, load_recipe
 
@@ -69,6 +69,18 @@ def test_resumed_run_drops_the_events_after_its_checkpoint(tmp_path):
     events = read_events(run_dir / "tensorboard")
 
     assert scalar_steps(events, "train/loss") == [1, 2, 3, 4, 5, 6]
+
+
+def test_file_in_place_of_log_folder_is_named(tmp_path):
+    (tmp_path / "tensorboard").write_text("not a folder")
+
+    with pytest.raises(SeqkitError) as caught:
+        TensorBoardMonitor(tmp_path / "tensorboard")
+
+    assert str(caught.value) == (
+        f"cannot write TensorBoard logs to {tmp_path / 'tensorboard'}: File exists; "
+        "move that path out of the way"
+    )
 
 
 def test_check_names_a_missing_package(tmp_path, monkeypatch):
