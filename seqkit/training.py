@@ -219,6 +219,14 @@ class Trainer:
         steps_per_epoch = self.task.steps_per_epoch()
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         eval_every = options.eval_every or steps_per_epoch
+        if self.state.step >= self.total_steps:
+            log.warning(
+                "the run is already at step %d, and train.epochs and "
+                "train.max_steps now end training at step %d; nothing is trained. "
+                "Raise them to train further",
+                self.state.step,
+                self.total_steps,
+            )
         show_progress = sys.stderr.isatty() and self.shard.is_main
         progress = _Progress(end) if show_progress else None
         log.info(

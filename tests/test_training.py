@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 
@@ -129,6 +130,27 @@ def test_resume_accepts_longer_max_steps(tmp_path):
     history = load_run(tmp_path / "run")
     assert (tmp_path / "run" / "metrics.json").is_file()
     assert history.recipe.train.max_steps == 8
+
+
+def test_resume_past_new_end_warns(tmp_path):
+    path = write_recipe(tmp_path, CHAR_RECIPE)
+    train_recipe(path, tmp_path / "run", stop_at=4)
+    recipe, registry = load_recipe(path, ["train.max_steps=3"])
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("seqkit.training")
+    logger.addHandler(handler)
+    try:
+        train(recipe, registry, tmp_path / "run", resume=True)
+    finally:
+        logger.removeHandler(handler)
+
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "the run is already at step 4, and train.epochs and train.max_steps now "
+        "end training at step 3; nothing is trained. Raise them to train further"
+    ]
 
 
 def test_new_run_refuses_used_folder(tmp_path, char_run):
