@@ -334,6 +334,18 @@ def test_weights_with_wrong_shapes_rejected(context, tmp_path):
         make_encoder(context, channels=8, weights="small4.pt")
 
 
+def test_one_wrong_shape_named_in_singular(context, tmp_path):
+    state = CNNEncoder(CNNEncoderOptions(channels=4), context).backbone.state_dict()
+    first = next(iter(state))
+    state[first] = torch.zeros(1)
+    torch.save(state, tmp_path / "one.pt")
+
+    with pytest.raises(RecipeError) as caught:
+        make_encoder(context, channels=4, weights="one.pt")
+
+    assert f"(1 wrong shape: {first} (1,) instead of " in str(caught.value)
+
+
 def test_weights_file_missing(context, tmp_path):
     with pytest.raises(RecipeError, match="weights file not found") as caught:
         make_encoder(context, weights="absent.pt")

@@ -169,10 +169,11 @@ def find_image_files(
     present = set(os.listdir(folder))
     missing = [name for name in names if name not in present]
     if missing and not skip_missing:
+        verb = "is" if len(missing) == 1 else "are"
         raise DataError(
-            f"{len(missing)} of the {len(names)} images listed in {listed_in} are "
-            f"not in {folder}: {_listed(missing)}; add the files, fix data.images, "
-            "or set data.skip_missing = true to leave those images out"
+            f"{len(missing)} of the {len(names)} images listed in {listed_in} "
+            f"{verb} not in {folder}: {_listed(missing)}; add the files, fix "
+            "data.images, or set data.skip_missing = true to leave those images out"
         )
     if missing:
         log.warning(

@@ -449,12 +449,13 @@ def _check_keys(
     ]
     problems = []
     for label, keys in (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("wrong shapes", mismatched),
+        ("missing key", missing),
+        ("unexpected key", unexpected),
+        ("wrong shape", mismatched),
     ):
         if keys:
             more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            label += "s" if len(keys) > 1 else ""
             problems.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
     if not problems:
         return

@@ -89,8 +89,8 @@ def split_by_source(
             raise DataError(
                 f"no example fell into the {name} split: {sources} distinct "
                 f"sources, valid_fraction {valid_fraction}, test_fraction "
-                f"{test_fraction}; add examples, raise data.max_examples or "
-                "change the fractions (0 leaves valid or test empty)"
+                f"{test_fraction}; add examples, raise data.max_examples where "
+                "the source has it, or change the fractions"
             )
     return splits
 
