@@ -621,8 +621,9 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
         description="Writes the encoder graph (when the run has an encoder), the "
         "decoder step graph, vocabulary.json and manifest.json, which names every "
         "input and output with its shape, and prints the paths written. Each "
-        "graph is compared with the eager model before the command succeeds. "
-        "--format onnx needs the onnx package.",
+        "graph is compared with the eager model before the command succeeds, "
+        "except ONNX graphs when onnxruntime is not installed: those are written "
+        "unchecked, with a warning. --format onnx needs the onnx package.",
     )
     export.add_argument("run_dir", type=Path, help="run folder of `seqkit run`")
     export.add_argument(

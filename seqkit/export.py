@@ -26,6 +26,7 @@ M memory size, K attention key size, V target vocabulary size.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -50,9 +51,24 @@ log = logging.getLogger(__name__)
 
 # The file suffix of each format's graphs.
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
+GRAPH_NAMES = ("encoder", "step")
 MANIFEST = "manifest.json"
 VOCABULARY = "vocabulary.json"
+# Every file that an export of either format writes. A new export removes
+# those of an earlier one, so the folder never mixes two exports.
+EXPORT_FILES = (
+    *(f"{graph}{suffix}" for suffix in FORMATS.values() for graph in GRAPH_NAMES),
+    VOCABULARY,
+    MANIFEST,
+)
+# The staging folder's subfolder that keeps an earlier export's files until
+# the new files are in place.
+PREVIOUS = "previous"
 MANIFEST_VERSION = 1
+
+# Sampler options that limit how many tokens seqkit decodes, as the built-in
+# beam sampler defines them; the manifest copies those the recipe's sampler has.
+LENGTH_LIMITS = ("min_length", "max_length", "max_length_ratio")
 
 # The built-in rnn decoder caches its attention keys under this name in
 # `EncoderOutput.cache` (seqkit_builtins.decoders.RNNDecoder._context).
@@ -81,30 +97,25 @@ def export_run(
     """Export the run in `run_dir` as `format` graphs into `out_dir`.
 
     `format` is "torchscript" or "onnx". `out_dir` defaults to
-    `run_dir/export/<format>` and is created when missing; the files of an
-    earlier export there are replaced. Returns the paths written: the graphs,
-    the vocabulary file and the manifest.
+    `run_dir/export/<format>` and is created when missing. The new files
+    replace every file in `EXPORT_FILES` that an earlier export of either
+    format left there, and a failed export changes none of them. Returns the
+    paths written: the graphs, the vocabulary file and the manifest.
 
     Raises `SeqkitError` for an unknown format, a missing run folder, a
-    missing onnx package and a component that cannot be exported. That last
-    error names the component and the reason.
+    missing onnx package, a component that cannot be exported and a file
+    that cannot be written. The error for a component names it and the reason.
     """
     if format not in FORMATS:
         raise SeqkitError(
             f"unknown export format {format!r}; use one of {', '.join(FORMATS)}"
         )
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SeqkitError(
-            f"run folder not found: {run_dir}; pass the --out folder of `seqkit run`"
-        )
-    if not (run_dir / BEST).is_file():
-        raise SeqkitError(
-            f"{run_dir} contains no {BEST}; pass a run folder written by `seqkit run`"
-        )
+    _check_run_folder(run_dir)
     if format == "onnx":
         _require_onnx()
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "export" / format
+    _check_export_names(out_dir)
 
     # load_run reads the checkpoint with weights_only=True, so no code in it runs.
     built = load_run(run_dir)
@@ -113,14 +124,104 @@ def export_run(
     # The files are written into a temporary folder and moved into `out_dir`
     # once the graphs match the eager model, so a failed export leaves the
     # files of an earlier one intact.
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    staging = _create_staging(out_dir)
+    replaced = False
     try:
-        names = _write_files(built, plan, format, staging, run_dir)
+        try:
+            names = _write_files(built, plan, format, staging, run_dir)
+        except OSError as error:
+            raise _file_error("cannot write", error, staging) from None
+        _replace_export(staging, out_dir, names)
+        replaced = True
+    finally:
+        # A failed rollback leaves the earlier export's files in PREVIOUS,
+        # and the error names that folder, so it is kept.
+        previous = staging / PREVIOUS
+        if replaced or not previous.is_dir() or not any(previous.iterdir()):
+            shutil.rmtree(staging, ignore_errors=True)
+    return [out_dir / name for name in names]
+
+
+def _check_run_folder(run_dir: Path) -> None:
+    if run_dir.is_file():
+        hint = "the run folder that `seqkit run` wrote"
+        if (run_dir.parent / BEST).is_file():
+            hint = f"its run folder {run_dir.parent}"
+        raise SeqkitError(f"{run_dir} is a file, not a run folder; pass {hint} instead")
+    if not run_dir.is_dir():
+        raise SeqkitError(
+            f"run folder not found: {run_dir}; pass the --out folder of `seqkit run`"
+        )
+    if not (run_dir / BEST).is_file():
+        raise SeqkitError(
+            f"{run_dir} contains no {BEST}; pass a run folder written by `seqkit run`"
+        )
+
+
+def _check_export_names(out_dir: Path) -> None:
+    """Raise `SeqkitError` when `out_dir` has a folder under an export file's name.
+
+    Such a folder is not the output of an export, so it is neither moved nor
+    removed.
+    """
+    for name in EXPORT_FILES:
+        path = out_dir / name
+        if path.is_dir():
+            raise SeqkitError(
+                f"{path} is a folder, but an export writes a file of that name; "
+                "move or remove the folder, or choose another folder with --out"
+            )
+
+
+def _create_staging(out_dir: Path) -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    except OSError as error:
+        raise _file_error("cannot write into", error, out_dir) from None
+
+
+def _replace_export(staging: Path, out_dir: Path, names: list[str]) -> None:
+    """Move the files `names` from `staging` into `out_dir` as one set.
+
+    Every file in `EXPORT_FILES` that an earlier export left in `out_dir`
+    first moves into `staging/PREVIOUS`, so no file of another format or of a
+    graph that this run lacks stays behind. When a move fails, the moved
+    files go back before `SeqkitError` is raised.
+    """
+    previous = staging / PREVIOUS
+    previous.mkdir()
+    kept: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in EXPORT_FILES:
+            if os.path.lexists(out_dir / name):
+                os.replace(out_dir / name, previous / name)
+                kept.append(name)
         for name in names:
             os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [out_dir / name for name in names]
+            placed.append(name)
+    except OSError as error:
+        failure = _file_error("cannot replace the export files in", error, out_dir)
+        try:
+            for name in placed:
+                os.remove(out_dir / name)
+            for name in kept:
+                os.replace(previous / name, out_dir / name)
+        except OSError as restore_error:
+            raise SeqkitError(
+                f"{failure}. Restoring the earlier export also failed "
+                f"({restore_error.strerror}); its files are in {previous}"
+            ) from None
+        raise failure from None
+
+
+def _file_error(action: str, error: OSError, folder: Path) -> SeqkitError:
+    """Return a `SeqkitError` naming the path of `error` and what to do."""
+    path = error.filename or folder
+    return SeqkitError(
+        f"{action} {path}: {error.strerror or error}; check that {folder} is "
+        "writable and has free space, or choose another folder with --out"
+    )
 
 
 def _write_files(
@@ -165,6 +266,10 @@ def _require_onnx() -> None:
             "--format onnx needs the onnx package, which is not installed; "
             "install it with `pip install onnx`"
         ) from None
+
+
+def _onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _create_folder(folder: Path) -> None:
@@ -930,10 +1035,13 @@ def _save_onnx(graph: Graph, path: Path) -> Runner | None:
                 "try --format torchscript"
             ) from None
 
-    try:
-        import onnxruntime
-    except ImportError:
+    if not _onnxruntime_installed():
         return None
+    # Imported without catching ImportError: onnxruntime is installed, so an
+    # error here is a broken install or a Ctrl-C while its C extension loads,
+    # which Python may raise as ImportError.
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     # Level 4 (FATAL) stops onnxruntime from logging a failed run, which the
     # comparison reports in its own error.
@@ -1130,6 +1238,8 @@ def build_manifest(
         manifest["image_size"] = plan.image_size
     if built.task_name in ("translation", "captioning"):
         manifest["max_new_tokens"] = recipe.train.seq_len
+        manifest["sampler"] = recipe.sampler.plugin
+        manifest["length_limits"] = _length_limits(recipe.sampler.options)
     if format == "onnx":
         manifest["onnx_opset"] = _onnx_opset(folder / f"step{FORMATS[format]}")
     return manifest
@@ -1156,6 +1266,13 @@ def _state_entries(plan: GraphPlan) -> list[dict[str, Any]]:
             entry["values"] = plan.initial_values[index]
         entries.append(entry)
     return entries
+
+
+def _length_limits(options: Any) -> dict[str, Any]:
+    """Return the options in `LENGTH_LIMITS` that the sampler has; None is unset."""
+    return {
+        name: getattr(options, name) for name in LENGTH_LIMITS if hasattr(options, name)
+    }
 
 
 def _component_table(component: Any) -> dict[str, Any]:

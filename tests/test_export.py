@@ -6,7 +6,11 @@ through manifest.json and vocabulary.json, by input and output names.
 
 from __future__ import annotations
 
+import builtins
+import importlib.machinery
+import importlib.util
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -65,6 +69,19 @@ RECIPES = {
         **G2P_RECIPE,
         "decoder": {**G2P_RECIPE["decoder"], "attend": "before", "layers": 2},
         "attention": {"plugin": "bahdanau", "size": 8},
+    },
+    # Beam search whose length limits bind: max_length caps long words and
+    # max_length_ratio short ones, and min_length bans an early <eos>.
+    "beam-limits": {
+        **G2P_RECIPE,
+        "attention": {"plugin": "luong"},
+        "sampler": {
+            "plugin": "beam",
+            "beam_size": 3,
+            "min_length": 2,
+            "max_length": 5,
+            "max_length_ratio": 1.5,
+        },
     },
     # The small convnet over 16 x 16 glyphs and an LSTM with Luong attention.
     "captioning": {
@@ -259,6 +276,40 @@ class Exported:
             chosen.append(token)
         return all_logits, torch.stack(chosen, dim=1)
 
+    def decode(self, source_ids: list[int]) -> list[str]:
+        """Translate one source greedily as docs/export.md describes, with limits."""
+        manifest = self.manifest
+        special = manifest["special_tokens"]
+        limits = manifest["length_limits"]
+        source = torch.tensor([source_ids])
+        encoder = self.run(
+            "encoder", {"source": source, "lengths": torch.tensor([len(source_ids)])}
+        )
+        state = {e["input"]: encoder.pop(e["input"]) for e in manifest["state"]}
+        cap = manifest["max_new_tokens"]
+        if limits.get("max_length") is not None:
+            cap = min(cap, limits["max_length"])
+        cap = max(cap, 1)
+        if limits.get("max_length_ratio") is not None:
+            # float32, as seqkit computes it
+            relative = torch.tensor(len(source_ids), dtype=torch.float32)
+            relative = math.ceil(relative * limits["max_length_ratio"])
+            cap = min(cap, max(relative, 1))
+        token = torch.tensor([special["<bos>"]])
+        output = []
+        for step in range(1, cap + 1):
+            outputs = self.run("step", {"token": token, **state, **encoder})
+            state = {e["input"]: outputs[e["output"]] for e in manifest["state"]}
+            logits = outputs["logits"].clone()
+            logits[:, manifest["banned_tokens"]] = -torch.inf
+            if step <= limits.get("min_length", 0):
+                logits[:, special["<eos>"]] = -torch.inf
+            token = logits.argmax(dim=-1)
+            if token[0] == special["<eos>"]:
+                break
+            output.append(self.target_tokens[token[0]])
+        return output
+
     def text_tokens(self, ids: list[int]) -> list[str]:
         """Return the tokens of `ids` before the first <eos>."""
         eos = self.manifest["special_tokens"]["<eos>"]
@@ -361,6 +412,29 @@ def test_translation_graphs_match_eager(runs, tmp_path, attention, format):
         assert exported.text_tokens(chosen[row].tolist()) == translation.tokens
 
 
+@pytest.mark.parametrize("format", FORMATS)
+def test_length_limits_match_beam_size_one(runs, tmp_path, format):
+    run = seqkit.load_run(runs["beam-limits"])
+    exported = export(runs["beam-limits"], format, tmp_path / "out")
+    task = run.built.task
+    words = ["a", "cat", "pronunciation", "seqkit"]
+
+    assert exported.manifest["sampler"] == "beam"
+    assert exported.manifest["length_limits"] == {
+        "min_length": 2,
+        "max_length": 5,
+        "max_length_ratio": 1.5,
+    }
+    translations = run.translate(words, beam_size=1)
+    for word, translation in zip(words, translations, strict=True):
+        decoded = exported.decode(task.source_ids(word).tolist())
+        assert decoded == translation.tokens, word
+    # The 3-step model emits no <eos>, so each output is as long as its cap:
+    # "a" and <eos> make 2 source tokens, so ceil(1.5 * 2) = 3, and the other
+    # words stop at max_length, below max_new_tokens (12).
+    assert [len(translation.tokens) for translation in translations] == [3, 5, 5, 5]
+
+
 def letter_image(letter: str) -> Image.Image:
     image = Image.new("RGB", (20, 20), "white")
     ImageDraw.Draw(image).text((6, 4), letter, fill="black")
@@ -440,6 +514,9 @@ def test_manifest_names_state_and_vocabulary(runs, tmp_path):
         "initial": "encoder",
     }
     assert manifest["source_max_tokens"] == 11
+    assert manifest["max_new_tokens"] == 12
+    assert manifest["sampler"] == "greedy"
+    assert manifest["length_limits"] == {}
 
 
 def test_language_model_has_no_encoder_graph(runs, tmp_path):
@@ -492,6 +569,88 @@ def test_cli_rejects_missing_run_folder(tmp_path, capsys):
     )
 
 
+def test_cli_rejects_file_as_run_folder(runs, capsys):
+    metrics = runs["language-model"] / "metrics.json"
+
+    assert main(["export", str(metrics), "--format", "torchscript"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {metrics} is a file, not a run folder; pass its run folder "
+        f"{runs['language-model']} instead"
+    )
+
+
+def test_export_replaces_files_of_other_run(runs, tmp_path):
+    export_run(runs["luong"], "torchscript", tmp_path)
+    assert (tmp_path / "encoder.pt").is_file()
+
+    export_run(runs["language-model"], "torchscript", tmp_path)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "manifest.json",
+        "step.pt",
+        "vocabulary.json",
+    ]
+
+
+def test_export_replaces_files_of_other_format(runs, tmp_path):
+    pytest.importorskip("onnx")
+    export_run(runs["luong"], "onnx", tmp_path)
+    (tmp_path / "notes.txt").write_text("kept", encoding="utf-8")
+
+    export_run(runs["luong"], "torchscript", tmp_path)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "encoder.pt",
+        "manifest.json",
+        "notes.txt",
+        "step.pt",
+        "vocabulary.json",
+    ]
+    manifest = json.loads((tmp_path / "manifest.json").read_text("utf-8"))
+    assert manifest["format"] == "torchscript"
+
+
+def test_failed_export_keeps_earlier_files(unexportable, runs, tmp_path):
+    export_run(runs["language-model"], "torchscript", tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    with pytest.raises(seqkit.SeqkitError, match="differs from the eager"):
+        export_run(unexportable["start-branch"], "torchscript", tmp_path)
+
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert after == before
+
+
+def test_folder_under_export_name_is_rejected(runs, tmp_path):
+    (tmp_path / "step.onnx").mkdir()
+    (tmp_path / "step.onnx" / "mine.txt").write_text("kept", encoding="utf-8")
+
+    with pytest.raises(seqkit.SeqkitError) as error:
+        export_run(runs["language-model"], "torchscript", tmp_path)
+
+    assert str(error.value) == (
+        f"{tmp_path / 'step.onnx'} is a folder, but an export writes a file of "
+        "that name; move or remove the folder, or choose another folder with --out"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["step.onnx"]
+    assert (tmp_path / "step.onnx" / "mine.txt").is_file()
+
+
+def test_unwritable_folder_names_path(runs, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr("seqkit.export.tempfile.mkdtemp", fail)
+
+    with pytest.raises(seqkit.SeqkitError) as error:
+        export_run(runs["language-model"], "torchscript", tmp_path)
+
+    assert str(error.value) == (
+        f"cannot write into {tmp_path}: Permission denied; check that {tmp_path} "
+        "is writable and has free space, or choose another folder with --out"
+    )
+
+
 def test_folder_without_checkpoint_is_rejected(tmp_path):
     with pytest.raises(seqkit.SeqkitError, match="contains no checkpoint.pt"):
         export_run(tmp_path, "torchscript")
@@ -523,6 +682,33 @@ def test_onnx_without_onnxruntime_warns(runs, tmp_path, monkeypatch, caplog):
     ]
     assert "onnxruntime is not installed" in caplog.text
     assert "were not compared with the eager model" in caplog.text
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, ImportError])
+def test_onnxruntime_import_error_is_raised(
+    runs, tmp_path, monkeypatch, caplog, raised
+):
+    # A Ctrl-C while onnxruntime's C extension loads can surface as either.
+    pytest.importorskip("onnx")
+    real_find_spec, real_import = importlib.util.find_spec, builtins.__import__
+
+    def find_spec(name, *args):
+        if name == "onnxruntime":
+            return importlib.machinery.ModuleSpec("onnxruntime", None)
+        return real_find_spec(name, *args)
+
+    def fake_import(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise raised("interrupted while loading onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+    with pytest.raises(raised, match="interrupted while loading onnxruntime"):
+        export_run(runs["language-model"], "onnx", tmp_path)
+    assert "onnxruntime is not installed" not in caplog.text
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")
