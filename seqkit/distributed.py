@@ -1,7 +1,7 @@
 """Training on several processes: ranks, batch shards, and reductions across ranks.
 
 `torchrun --nproc-per-node N -m seqkit run RECIPE` starts N copies of seqkit
-and tells each its rank through environment variables. Every rank computes the
+and gives each its rank through environment variables. Every rank computes the
 same global batch order from the seed and trains on its own share of each
 batch; DistributedDataParallel averages the gradients, so a step sees the same
 examples as a single process with the same `train.batch_size`.
@@ -163,7 +163,7 @@ def launch(nproc: int, arguments: Sequence[str]) -> int:
     Returns torchrun's exit status, or 143 after a SIGTERM. The processes
     find each other on this machine only (`--standalone`). Ctrl-C and
     SIGTERM sent to this process alone are passed on to torchrun, which stops
-    the training processes; this function waits for them, and raises
+    the training processes. This function waits for them, then raises
     KeyboardInterrupt after a Ctrl-C.
     """
     command = [

@@ -226,8 +226,8 @@ def check_recipe(
 ) -> CheckReport:
     """Check that a run of `recipe` can start, without training.
 
-    Checks the device and the TensorBoard package that `[train]` asks
-    for and the data source's input files, then builds the tokenizers and
+    Checks the device and the TensorBoard package that `[train]`
+    requests, and the data source's input files, then builds the tokenizers and
     looks up the task and the metrics. With `load_data` it also loads the
     data and builds the vocabularies, the model and the sampler, as `train`
     does before its first step. Raises `SeqkitError` on the first problem.
@@ -288,8 +288,8 @@ def train(
     would; a later call with `resume=True` continues from there.
 
     Started by torchrun in several processes, each trains on its share of
-    every batch under DistributedDataParallel; only rank 0 writes files and
-    evaluates on the test split, and the other ranks return an empty dict.
+    every batch under DistributedDataParallel. Only rank 0 writes files and
+    evaluates on the test split; the other ranks return an empty dict.
     """
     run_dir = Path(run_dir)
     options = recipe.train

@@ -115,7 +115,7 @@ class Task(ABC):
         """Write task-specific reports on the test split's `result` into `run_dir`.
 
         Called once after training, with the test evaluation of the best
-        weights and the `model` that holds them.
+        weights and the `model` that contains them.
         """
 
     @abstractmethod

@@ -198,7 +198,7 @@ def test_short_batches_are_padded_like_distributed_sampler():
     assert shares == [[10, 12], [11, 10]]
 
 
-def test_a_batch_that_does_not_split_evenly_is_refused_before_launch(tmp_path):
+def test_uneven_batch_rejected_before_launch(tmp_path):
     path = write_recipe(tmp_path, char_recipe(train={"batch_size": 5}))
 
     done = seqkit_command("run", str(path), "--nproc", "2", cwd=tmp_path)
@@ -212,7 +212,7 @@ def test_a_batch_that_does_not_split_evenly_is_refused_before_launch(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_a_fault_of_every_process_is_reported_once_before_launch(tmp_path):
+def test_shared_fault_reported_once_before_launch(tmp_path):
     path = write_recipe(tmp_path, char_recipe(train={"device": "cuda"}))
 
     done = seqkit_command("run", str(path), "--nproc", "2", cwd=tmp_path)

@@ -2,7 +2,7 @@
 
 Both train the character LSTM of helpers.CHAR_RECIPE, without dropout, for 6
 steps. bfloat16 keeps 8 bits of mantissa, so its losses may drift from
-float32's by a few thousandths; compiled code runs the same operations in
+float32's by a few thousandths. Compiled code runs the same operations in
 float32, so its losses stay within 1e-4 of eager ones.
 """
 

@@ -17,16 +17,16 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
 )
 
 
-def refuse_import(monkeypatch) -> None:
+def block_tensorboard_import(monkeypatch) -> None:
     """Make importing torch.utils.tensorboard fail, as without the package."""
     real_import = builtins.__import__
 
-    def refuse_tensorboard(name, *args, **kwargs):
+    def fail_tensorboard_import(name, *args, **kwargs):
         if name.startswith("torch.utils.tensorboard"):
             raise ImportError("No module named 'tensorboard'")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", refuse_tensorboard)
+    monkeypatch.setattr(builtins, "__import__", fail_tensorboard_import)
 
 
 def read_events(folder) -> EventAccumulator:
@@ -85,7 +85,7 @@ def test_file_in_place_of_log_folder_is_named(tmp_path):
 
 def test_check_names_a_missing_package(tmp_path, monkeypatch):
     path = write_recipe(tmp_path, char_recipe(train={"tensorboard": True}))
-    refuse_import(monkeypatch)
+    block_tensorboard_import(monkeypatch)
     recipe, registry = load_recipe(path)
 
     with pytest.raises(RecipeError, match="needs the tensorboard package"):
@@ -93,7 +93,7 @@ def test_check_names_a_missing_package(tmp_path, monkeypatch):
 
 
 def test_missing_package_is_a_recipe_error(tmp_path, monkeypatch):
-    refuse_import(monkeypatch)
+    block_tensorboard_import(monkeypatch)
 
     with pytest.raises(RecipeError) as caught:
         TensorBoardMonitor(tmp_path)

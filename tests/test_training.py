@@ -192,7 +192,7 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_nan_loss_before_any_checkpoint_says_none_was_saved(tmp_path):
+def test_nan_loss_without_checkpoint_message(tmp_path):
     table = char_recipe(
         train={"lr": 1e30, "clip": 0.0, "optimizer": "sgd", "max_steps": 20}
     )
